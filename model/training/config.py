@@ -1,0 +1,235 @@
+"""Configuration of a training run: frozen dataclasses, loaded from TOML and overridden from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the interactions come from and how they are split.
+
+    Attributes:
+        source: "movielens-100k" (from the recbole wheel), "synthetic", or "files" (the paths below).
+        interactions: Parquet/CSV/TSV interaction log (source = "files").
+        user_features: optional side-feature table of users (source = "files").
+        item_features: optional side-feature table of items (source = "files").
+        user_col: user id column of the log.
+        item_col: item id column of the log.
+        time_col: timestamp column of the log.
+        weight_col: optional weight/rating column of the log.
+        user_categorical: categorical columns of the user table.
+        user_numeric: numeric columns of the user table.
+        item_categorical: categorical columns of the item table.
+        item_numeric: numeric columns of the item table.
+        item_multi_categorical: multi-valued (space-separated) columns of the item table.
+        display_column: item column shown to people (e.g. a title), kept in the bundle but not a feature.
+        split: "leave-last-out" or "time".
+        validation_cutoff: first timestamp of validation (split = "time").
+        test_cutoff: first timestamp of test (split = "time").
+        use_weights: weight examples by the weight column instead of treating all as positives.
+    """
+
+    source: str = "movielens-100k"
+    interactions: str = ""
+    user_features: str = ""
+    item_features: str = ""
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    weight_col: str = ""
+    user_categorical: tuple[str, ...] = ()
+    user_numeric: tuple[str, ...] = ()
+    item_categorical: tuple[str, ...] = ()
+    item_numeric: tuple[str, ...] = ()
+    item_multi_categorical: tuple[str, ...] = ()
+    display_column: str = ""
+    split: str = "leave-last-out"
+    validation_cutoff: float = 0.0
+    test_cutoff: float = 0.0
+    use_weights: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Towers, scorer and negative sampling.
+
+    Attributes:
+        embedding_dim: output size of both towers.
+        hidden_units: hidden layer widths of both towers.
+        dropout: dropout after hidden layers.
+        feature_dim: default embedding size of categorical features.
+        feature_dim_multiplier: if > 0, size embeddings as multiplier * cardinality ** 0.25.
+        similarity: "cosine" (L2-normalised embeddings) or "dot".
+        temperature: logits are divided by it.
+        logq_correction: subtract log sampling probabilities.
+        sampler: "in-batch", "mixed" (in-batch + popularity) or "cross-batch" (in-batch + memory bank).
+        popularity_samples: popularity negatives per batch (sampler = "mixed").
+        memory_batches: batches kept in the memory bank (sampler = "cross-batch").
+        memory_warmup_steps: steps before the memory bank serves negatives.
+        streaming_frequency: estimate item frequencies while training instead of counting them.
+        hard_negatives: keep only this many hardest negatives per row (0 = all).
+    """
+
+    embedding_dim: int = 64
+    hidden_units: tuple[int, ...] = (128,)
+    dropout: float = 0.0
+    feature_dim: int = 32
+    feature_dim_multiplier: float = 0.0
+    similarity: str = "cosine"
+    temperature: float = 0.1
+    logq_correction: bool = True
+    sampler: str = "in-batch"
+    popularity_samples: int = 256
+    memory_batches: int = 4
+    memory_warmup_steps: int = 200
+    streaming_frequency: bool = False
+    hard_negatives: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation loop.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: examples per step.
+        learning_rate: Adam learning rate.
+        seed: seed of weights, shuffling and sampling.
+        patience: early stopping after this many epochs without a better validation recall (0 = off).
+        eval_k: K of the validation Recall@K that selects the best epoch.
+        mixed_precision: train under the mixed_float16 policy.
+        jit_compile: compile the train step with XLA.
+        strategy: "default", "mirrored" or "multi-worker" (reads TF_CONFIG).
+        verbose: Keras progress output (0 = silent, 1 = progress bar, 2 = one line per epoch).
+    """
+
+    epochs: int = 20
+    batch_size: int = 512
+    learning_rate: float = 0.005
+    seed: int = 42
+    patience: int = 3
+    eval_k: int = 10
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    strategy: str = "default"
+    verbose: int = 1
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Where the model bundle goes.
+
+    Attributes:
+        models_dir: root of the bundles (models/<name>/<version>/).
+        name: model name.
+        index: "flat", "ivf", "hnsw" or "ivfpq".
+        enabled: export a bundle at the end of the run.
+    """
+
+    models_dir: str = "models"
+    name: str = "retrieval"
+    index: str = "flat"
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    output_dir: str = "runs/latest"
+    pushgateway: str = ""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Converts a TOML/CLI value to the field's declared type, with an error naming the field."""
+    origin = typing.get_origin(annotation)
+    try:
+        if origin is tuple:
+            (inner, _ellipsis) = typing.get_args(annotation)
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(_coerce(v.strip() if isinstance(v, str) else v, inner, where) for v in items if v != "")
+        if annotation is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if annotation in (int, float, str):
+            if annotation is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"not an integer: {value!r}")
+            return annotation(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config field {where}: {err}") from None
+    raise TypeError(f"config field {where}: unsupported type {annotation}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def build_config(values: dict[str, Any], cls: type = RunConfig, prefix: str = "") -> Any:
+    """Builds a config dataclass from nested dicts, rejecting unknown keys with their full name."""
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {[prefix + u for u in unknown]}; known: {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"config section {prefix}{name} must be a table, got {value!r}")
+            kwargs[name] = build_config(value, hint, f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def apply_overrides(values: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """Sets dotted keys ("train.epochs") in a nested dict; the values are coerced later."""
+    merged = json.loads(json.dumps(values))
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return merged
+
+
+def field_paths(cls: type = RunConfig, prefix: str = "") -> dict[str, tuple[Any, str]]:
+    """Every leaf field as dotted path -> (type, default as text), for command-line flags."""
+    paths: dict[str, tuple[Any, str]] = {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            paths.update(field_paths(hint, f"{prefix}{f.name}."))  # type: ignore[arg-type]
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            paths[prefix + f.name] = (hint, ",".join(map(str, default)) if isinstance(default, tuple) else str(default))
+    return paths
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))

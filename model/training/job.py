@@ -1,0 +1,159 @@
+"""The training job: load, split, prepare, train, evaluate on test once, write outputs, export a bundle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from model.data import (
+    FeatureTable,
+    InteractionLog,
+    Split,
+    global_time_split,
+    leave_last_out,
+    load_feature_table,
+    load_interactions,
+    load_movielens_100k,
+)
+from model.evaluation import full_report
+from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
+from model.training.config import DataConfig, RunConfig, to_dict
+from model.training.factory import tower_shape
+from model.training.pipeline import user_feature_rows
+from model.training.prepare import PreparedData, prepare
+from model.training.report import plot_history, summary_markdown, write_metrics
+from model.training.trainer import build_model, train, write_atomic
+from model.two_tower import TwoTowerModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced."""
+
+    metrics: dict[str, Any]
+    model: TwoTowerModel
+    data: PreparedData
+    run_dir: Path
+    bundle: Path | None
+
+
+def load_data(config: DataConfig) -> tuple[InteractionLog, FeatureTable | None, FeatureTable | None, str | None]:
+    users: FeatureTable | None
+    items: FeatureTable | None
+    """The interaction log, user and item tables, and the display column, as the config names them."""
+    if config.source == "movielens-100k":
+        ml = load_movielens_100k()
+        return ml.interactions, ml.users, ml.items, config.display_column or "movie_title"
+    if config.source == "synthetic":
+        log, users, items = synthetic_tables(make_synthetic(SyntheticConfig()))
+        return log, users, items, None
+    if config.source != "files":
+        raise ValueError(f"data.source must be 'movielens-100k', 'synthetic' or 'files', got {config.source!r}")
+    if not config.interactions:
+        raise ValueError("data.source = 'files' needs data.interactions (a Parquet or CSV path)")
+    log = load_interactions(
+        config.interactions,
+        user_col=config.user_col,
+        item_col=config.item_col,
+        time_col=config.time_col,
+        weight_col=config.weight_col or None,
+    )
+    users = (
+        load_feature_table(
+            config.user_features,
+            key=config.user_col,
+            categorical=config.user_categorical,
+            numeric=config.user_numeric,
+        )
+        if config.user_features
+        else None
+    )
+    item_categorical = config.item_categorical + ((config.display_column,) if config.display_column else ())
+    items = (
+        load_feature_table(
+            config.item_features,
+            key=config.item_col,
+            categorical=item_categorical,
+            numeric=config.item_numeric,
+            multi_categorical=config.item_multi_categorical,
+        )
+        if config.item_features
+        else None
+    )
+    return log, users, items, config.display_column or None
+
+
+def split_log(log: InteractionLog, config: DataConfig) -> Split:
+    if config.split == "leave-last-out":
+        return leave_last_out(log)
+    if config.split == "time":
+        return global_time_split(log, validation_cutoff=config.validation_cutoff, test_cutoff=config.test_cutoff)
+    raise ValueError(f"data.split must be 'leave-last-out' or 'time', got {config.split!r}")
+
+
+def run(
+    config: RunConfig, *, resume: bool = False, callbacks: list[keras.callbacks.Callback] | None = None
+) -> RunResult:
+    """Runs the whole job; writes config.json, metrics.json, training.png and summary.md to the run dir."""
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
+    keras.utils.set_random_seed(config.train.seed)
+    if config.train.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+
+    log, users, items, display = load_data(config.data)
+    split = split_log(log, config.data)
+    data = prepare(
+        log,
+        split,
+        users=users,
+        items=items,
+        shape=tower_shape(config.model),
+        use_weights=config.data.use_weights,
+        display_column=display,
+    )
+    model = build_model(data, config.model, config.train)
+    started = time.perf_counter()
+    state = train(model, data, config.train, run_dir, resume=resume, extra_callbacks=callbacks)
+    seconds = time.perf_counter() - started
+
+    queries = model.query_embeddings(user_feature_rows(data.user_features, data.test.users))
+    item_embeddings = model.item_embeddings()
+    test = full_report(
+        queries, item_embeddings, data.test.items, data.catalog.popularity, data.test_exclusions, seed=config.train.seed
+    )
+    epoch_seconds = sum(row["seconds"] for row in state.history)
+    metrics: dict[str, Any] = {
+        "model_name": config.export.name,
+        "data": {
+            "source": config.data.source,
+            **split.describe(),
+            "users": len(data.user_ids),
+            "items": len(data.catalog),
+        },
+        "training": {
+            "epochs_done": state.epochs_done,
+            "best_epoch": state.best_epoch,
+            "stopped_early": state.stopped_early,
+            "seconds": seconds,
+            "examples_per_second": len(data.train) * len(state.history) / max(epoch_seconds, 1e-9),
+            "history": state.history,
+        },
+        "test": test,
+        "bundle": None,
+    }
+    bundle = None
+    write_metrics(run_dir / "metrics.json", metrics)
+    if state.history:
+        plot_history(state.history, run_dir / "training.png", config.train.eval_k)
+    write_atomic(run_dir / "summary.md", summary_markdown(metrics))
+    return RunResult(metrics=metrics, model=model, data=data, run_dir=run_dir, bundle=bundle)

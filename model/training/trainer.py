@@ -1,0 +1,165 @@
+"""The training loop: fit with per-epoch full-catalog validation, checkpoints, resume and early stopping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model.evaluation import evaluate_embeddings
+from model.towers import build_tower
+from model.training.config import ModelConfig, TrainConfig
+from model.training.factory import make_sampler, make_scorer
+from model.training.pipeline import training_dataset, user_feature_rows
+from model.training.prepare import PreparedData
+from model.two_tower import TwoTowerModel
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+@dataclass
+class TrainingState:
+    """What a resumed run needs besides the weights: per-epoch history and early-stopping bookkeeping."""
+
+    epochs_done: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float = -1.0
+    best_epoch: int = -1
+    stopped_early: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingState:
+        return cls(**json.loads(path.read_text())) if path.exists() else cls()
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, json.dumps(self.__dict__, indent=2))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes a text file through a temporary file and a rename, so readers never see half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build_model(data: PreparedData, model_config: ModelConfig, train_config: TrainConfig) -> TwoTowerModel:
+    """Towers, sampler and scorer for the prepared data, compiled with Adam."""
+    model = TwoTowerModel(
+        build_tower(data.query_spec),
+        build_tower(data.item_spec),
+        data.catalog,
+        make_sampler(model_config, train_config, data.catalog.popularity),
+        make_scorer(model_config),
+    )
+    model.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate), jit_compile=train_config.jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def validation_metrics(model: TwoTowerModel, data: PreparedData, ks: tuple[int, ...], seed: int) -> dict[str, float]:
+    """Full-catalog metrics on the validation pairs, excluding what each user saw before."""
+    queries = model.query_embeddings(user_feature_rows(data.user_features, data.validation.users))
+    return evaluate_embeddings(
+        queries, model.item_embeddings(), data.validation.items, ks=ks, exclude=data.validation_exclusions, seed=seed
+    )
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Validates, records history, keeps the best weights, checkpoints and decides early stopping."""
+
+    def __init__(
+        self,
+        data: PreparedData,
+        config: TrainConfig,
+        state: TrainingState,
+        run_dir: Path,
+        checkpoint: tf.train.CheckpointManager,
+    ) -> None:
+        super().__init__()
+        self.data, self.config, self.state, self.run_dir, self.checkpoint = data, config, state, run_dir, checkpoint
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs if logs is not None else {}
+        seconds = time.perf_counter() - self._started
+        metrics = validation_metrics(self.model, self.data, (self.config.eval_k,), self.config.seed)
+        recall = metrics[f"recall@{self.config.eval_k}"]
+        logs[f"val_recall@{self.config.eval_k}"] = recall
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(logs.get("loss", np.nan)),
+            "seconds": seconds,
+            "examples_per_second": len(self.data.train) / max(seconds, 1e-9),
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        self.state.history.append(row)
+        self.state.epochs_done = epoch + 1
+        if recall > self.state.best_metric:
+            self.state.best_metric, self.state.best_epoch = recall, epoch + 1
+            self.model.save_weights(str(self.run_dir / BEST_WEIGHTS))
+        patience = self.config.patience
+        if patience > 0 and self.state.epochs_done - self.state.best_epoch >= patience:
+            self.state.stopped_early = True
+            self.model.stop_training = True
+        self.checkpoint.save(checkpoint_number=epoch + 1)
+        self.state.save(self.run_dir / STATE_FILE)
+        logger.info(
+            "epoch %d loss=%.4f val_recall@%d=%.4f examples/s=%.0f",
+            epoch + 1,
+            row["loss"],
+            self.config.eval_k,
+            recall,
+            row["examples_per_second"],
+        )
+
+
+def train(
+    model: TwoTowerModel,
+    data: PreparedData,
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+) -> TrainingState:
+    """Fits `model`, checkpointing every epoch into `run_dir/checkpoints`; ends with the best weights loaded.
+
+    With `resume`, weights, optimizer and sampler state come from the latest checkpoint and training goes
+    on from the epoch after it.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=2)
+    state = TrainingState()
+    if resume:
+        if manager.latest_checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint under {run_dir / 'checkpoints'}")
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        state = TrainingState.load(run_dir / STATE_FILE)
+        logger.info("resumed from %s after epoch %d", manager.latest_checkpoint, state.epochs_done)
+    if not state.stopped_early and state.epochs_done < config.epochs:
+        dataset = training_dataset(data.train, data.user_features, batch_size=config.batch_size, seed=config.seed)
+        model.fit(
+            dataset,
+            epochs=config.epochs,
+            initial_epoch=state.epochs_done,
+            verbose=config.verbose,
+            callbacks=[EpochEnd(data, config, state, run_dir, manager), *(extra_callbacks or [])],
+        )
+    if (run_dir / BEST_WEIGHTS).exists():
+        model.load_weights(str(run_dir / BEST_WEIGHTS))
+    return state
