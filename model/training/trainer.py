@@ -158,6 +158,7 @@ def train(
             epochs=config.epochs,
             initial_epoch=state.epochs_done,
             verbose=config.verbose,
+            shuffle=False,  # the dataset shuffles itself
             callbacks=[EpochEnd(data, config, state, run_dir, manager), *(extra_callbacks or [])],
         )
     if (run_dir / BEST_WEIGHTS).exists():

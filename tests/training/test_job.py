@@ -1,0 +1,67 @@
+"""The training job end to end on synthetic data: outputs, quality, resume after an interruption."""
+
+import json
+
+import keras
+import pytest
+
+from model.training.config import build_config
+from model.training.job import run
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the process-equivalent of a crash right after epoch `after` has been checkpointed."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def _config(tmp_path, name, epochs=4):
+    return build_config(
+        {
+            "data": {"source": "synthetic"},
+            "train": {"epochs": epochs, "batch_size": 256, "learning_rate": 0.01, "patience": 0, "verbose": 0},
+            "export": {"enabled": False},
+            "output_dir": str(tmp_path / name),
+        }
+    )
+
+
+@pytest.mark.slow
+def test_job_writes_outputs_and_beats_popularity(tmp_path):
+    result = run(_config(tmp_path, "run", epochs=3))
+    for name in ("config.json", "metrics.json", "training.png", "summary.md"):
+        assert (result.run_dir / name).stat().st_size > 0
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    model, popularity = test["model"]["excluding_train"], test["popularity"]["excluding_train"]
+    assert model["recall@10"] >= 2 * popularity["recall@10"]
+    assert set(model) == {f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 50, 100)}
+    assert len(metrics["training"]["history"]) == 3
+    assert "| model | excluding train |" in (result.run_dir / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
+    full = run(_config(tmp_path, "full"))
+    config = _config(tmp_path, "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        run(config, callbacks=[Interrupt(after=2)])
+    state = json.loads((tmp_path / "interrupted" / "state.json").read_text())
+    assert state["epochs_done"] == 2
+    resumed = run(config, resume=True)
+    history = resumed.metrics["training"]["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]  # epochs 1-2 from the first process, 3-4 resumed
+    full_recall = full.metrics["test"]["model"]["excluding_train"]["recall@10"]
+    resumed_recall = resumed.metrics["test"]["model"]["excluding_train"]["recall@10"]
+    assert resumed_recall == pytest.approx(full_recall, abs=0.03)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint under"):
+        run(_config(tmp_path, "empty", epochs=1), resume=True)
