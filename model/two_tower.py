@@ -61,6 +61,14 @@ class TwoTowerModel(keras.Model):
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True  # every sub-layer is built: the towers are functional models
 
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras (3.15, TF backend) builds a model under a multi-worker strategy by averaging one distributed
+        # batch with reduce("MEAN"), which fails on string features. Our towers and optimizer are already
+        # built (see `training.trainer.build_model`), so there is nothing to build symbolically.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return [self._loss_tracker]
@@ -108,13 +116,20 @@ class TwoTowerModel(keras.Model):
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         self.sampler.update(tf.cast(item_ids, tf.int64), tf.stop_gradient(tf.cast(positive, tf.float32)))
         self._loss_tracker.update_state(loss)
-        return {"loss": self._loss_tracker.result()}
+        return self._logs()
+
+    def _logs(self) -> dict[str, Any]:
+        loss = self._loss_tracker.result()
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker step outputs with reduce("MEAN", axis=0), which needs a batch axis.
+            loss = tf.reshape(loss, [1])
+        return {"loss": loss}
 
     def test_step(self, data: Any) -> dict[str, Any]:
         query_features, item_ids, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits, _ = self.compute_logits(query_features, item_ids, training=False)
         self._loss_tracker.update_state(contrastive_loss(logits, sample_weight))
-        return {"loss": self._loss_tracker.result()}
+        return self._logs()
 
     def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""

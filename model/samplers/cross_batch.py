@@ -50,6 +50,7 @@ class CrossBatchSampler(NegativeSampler):
             initializer="zeros",
             dtype="float32",
             trainable=False,
+            aggregation="only_first_replica",
             name="bank_embeddings",
         )
         self.bank_ids = self.add_weight(
@@ -57,10 +58,25 @@ class CrossBatchSampler(NegativeSampler):
             initializer=keras.initializers.Constant(-1),
             dtype="int64",
             trainable=False,
+            aggregation="only_first_replica",
             name="bank_ids",
         )
-        self.enqueued = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="enqueued")
-        self.updates = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="updates")
+        self.enqueued = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="enqueued",
+        )
+        self.updates = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="updates",
+        )
 
     @property
     def provides_probabilities(self) -> bool:

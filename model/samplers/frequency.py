@@ -78,15 +78,28 @@ class StreamingFrequency(keras.layers.Layer):
         self.num_items = int(num_items)
         self.alpha = float(alpha)
         self.initial_gap = float(initial_gap)
-        self.step = self.add_weight(shape=(), initializer="zeros", dtype="float32", trainable=False, name="step")
+        self.step = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="step",
+        )
         self.last_seen = self.add_weight(
-            shape=(self.num_items,), initializer="zeros", dtype="float32", trainable=False, name="last_seen"
+            shape=(self.num_items,),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="last_seen",
         )
         self.gap = self.add_weight(
             shape=(self.num_items,),
             initializer=keras.initializers.Constant(self.initial_gap),
             dtype="float32",
             trainable=False,
+            aggregation="only_first_replica",
             name="gap",
         )
 

@@ -24,6 +24,7 @@ from model.data import (
 from model.evaluation import full_report
 from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
 from model.training.config import DataConfig, RunConfig, to_dict
+from model.training.distribute import is_chief, make_strategy, worker_index
 from model.training.factory import tower_shape
 from model.training.pipeline import user_feature_rows
 from model.training.prepare import PreparedData, prepare
@@ -103,7 +104,9 @@ def run(
     config: RunConfig, *, resume: bool = False, callbacks: list[keras.callbacks.Callback] | None = None
 ) -> RunResult:
     """Runs the whole job; writes config.json, metrics.json, training.png and summary.md to the run dir."""
-    run_dir = Path(config.output_dir)
+    strategy = make_strategy(config.train.strategy)  # first: multi-worker collectives configure at start-up
+    chief = is_chief()
+    run_dir = Path(config.output_dir) if chief else Path(config.output_dir) / f".worker-{worker_index()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     keras.utils.set_random_seed(config.train.seed)
@@ -121,7 +124,8 @@ def run(
         use_weights=config.data.use_weights,
         display_column=display,
     )
-    model = build_model(data, config.model, config.train)
+    with strategy.scope():
+        model = build_model(data, config.model, config.train)
     started = time.perf_counter()
     state = train(model, data, config.train, run_dir, resume=resume, extra_callbacks=callbacks)
     seconds = time.perf_counter() - started
