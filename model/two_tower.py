@@ -131,9 +131,16 @@ class TwoTowerModel(keras.Model):
         self._loss_tracker.update_state(contrastive_loss(logits, sample_weight))
         return self._logs()
 
+    def _inference_function(self, name: str, fn: Any) -> Any:
+        """A tf.function traced once per model (not once per call), tolerant of the last short batch."""
+        cache = self.__dict__.setdefault("_inference_functions", {})
+        if name not in cache:
+            cache[name] = tf.function(fn, reduce_retracing=True)
+        return cache[name]
+
     def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""
-        encode = tf.function(lambda ids: self.encode_items(ids, training=False))
+        encode = self._inference_function("items", lambda ids: self.encode_items(ids, training=False))
         parts = [
             encode(tf.range(start, min(start + batch_size, len(self.catalog)), dtype=tf.int64)).numpy()
             for start in range(0, len(self.catalog), batch_size)
@@ -143,7 +150,7 @@ class TwoTowerModel(keras.Model):
     def query_embeddings(self, query_features: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
         """[num_queries, d] float32 embeddings of the given raw query features."""
         n = len(next(iter(query_features.values())))
-        encode = tf.function(lambda x: self.query_tower(x, training=False))
+        encode = self._inference_function("queries", lambda x: self.query_tower(x, training=False))
         parts = [
             encode({k: v[start : start + batch_size] for k, v in query_features.items()}).numpy()
             for start in range(0, n, batch_size)

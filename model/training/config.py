@@ -136,12 +136,17 @@ class ExportConfig:
     models_dir: str = "models"
     name: str = "retrieval"
     index: str = "flat"
-    enabled: bool = False
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A whole training run."""
+    """A whole training run.
+
+    Attributes:
+        output_dir: where config.json, metrics.json, training.png, summary.md and checkpoints go.
+        pushgateway: Prometheus Pushgateway address (host:port or URL) to push run metrics to; "" = off.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

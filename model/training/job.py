@@ -7,10 +7,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import keras
+import numpy as np
 
+from model.bundle import choose_index_spec, export_bundle
+from model.bundle.index import IndexKind
 from model.data import (
     FeatureTable,
     InteractionLog,
@@ -28,6 +31,7 @@ from model.training.distribute import is_chief, make_strategy, worker_index
 from model.training.factory import tower_shape
 from model.training.pipeline import user_feature_rows
 from model.training.prepare import PreparedData, prepare
+from model.training.pushgateway import push_run_metrics
 from model.training.report import plot_history, summary_markdown, write_metrics
 from model.training.trainer import build_model, train, write_atomic
 from model.two_tower import TwoTowerModel
@@ -155,9 +159,32 @@ def run(
         "test": test,
         "bundle": None,
     }
-    bundle = None
+    bundle = _export(config, model, data, item_embeddings, test) if config.export.enabled and chief else None
+    metrics["bundle"] = str(bundle) if bundle else None
     write_metrics(run_dir / "metrics.json", metrics)
+    if config.pushgateway and chief:
+        push_run_metrics(config.pushgateway, config.export.name, metrics)
     if state.history:
         plot_history(state.history, run_dir / "training.png", config.train.eval_k)
     write_atomic(run_dir / "summary.md", summary_markdown(metrics))
     return RunResult(metrics=metrics, model=model, data=data, run_dir=run_dir, bundle=bundle)
+
+
+def _export(
+    config: RunConfig, model: TwoTowerModel, data: PreparedData, item_embeddings: np.ndarray, test: dict[str, Any]
+) -> Path | None:
+    kind = cast(IndexKind, config.export.index)  # choose_index_spec rejects unknown kinds by name
+    spec = choose_index_spec(len(data.catalog), item_embeddings.shape[1], kind=kind)
+    return export_bundle(
+        Path(config.export.models_dir),
+        config.export.name,
+        query_tower=model.query_tower,
+        query_spec=data.query_spec,
+        item_embeddings=item_embeddings,
+        item_ids=data.catalog.external_ids.astype(str),
+        popularity=data.catalog.popularity,
+        index_spec=spec,
+        similarity=config.model.similarity,
+        metrics={"test": test},
+        display={k: np.asarray(v).astype(str) for k, v in data.catalog.display.items()} or None,
+    )

@@ -3,10 +3,13 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 
+from model.bundle import open_bundle
 from model.training.config import build_config
 from model.training.job import run
+from model.training.pipeline import user_feature_rows
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -21,20 +24,20 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated interruption")
 
 
-def _config(tmp_path, name, epochs=4):
+def _config(tmp_path, name, epochs=4, export=False):
     return build_config(
         {
             "data": {"source": "synthetic"},
             "train": {"epochs": epochs, "batch_size": 256, "learning_rate": 0.01, "patience": 0, "verbose": 0},
-            "export": {"enabled": False},
+            "export": {"enabled": export, "models_dir": str(tmp_path / "models"), "name": "demo"},
             "output_dir": str(tmp_path / name),
         }
     )
 
 
 @pytest.mark.slow
-def test_job_writes_outputs_and_beats_popularity(tmp_path):
-    result = run(_config(tmp_path, "run", epochs=3))
+def test_job_writes_outputs_beats_popularity_and_exports_a_bundle(tmp_path):
+    result = run(_config(tmp_path, "run", epochs=3, export=True))
     for name in ("config.json", "metrics.json", "training.png", "summary.md"):
         assert (result.run_dir / name).stat().st_size > 0
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
@@ -44,6 +47,15 @@ def test_job_writes_outputs_and_beats_popularity(tmp_path):
     assert set(model) == {f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 50, 100)}
     assert len(metrics["training"]["history"]) == 3
     assert "| model | excluding train |" in (result.run_dir / "summary.md").read_text()
+
+    assert result.bundle == tmp_path / "models" / "demo" / "1"
+    bundle = open_bundle(result.bundle)
+    assert bundle.manifest.item_count == len(result.data.catalog)
+    users = result.data.test.users[:50]
+    features = user_feature_rows(result.data.user_features, users)
+    served = bundle.load_query_tower()(features)
+    np.testing.assert_allclose(served, result.model.query_embeddings(features), atol=1e-5)
+    np.testing.assert_allclose(bundle.load_item_embeddings(), result.model.item_embeddings(), atol=1e-5)
 
 
 @pytest.mark.slow
