@@ -37,7 +37,10 @@ def test_training_job_pushes_to_pushgateway(tmp_path):
     assert speed == {'retrieval_train_examples_per_second{instance="",job="retrieval_train",model="pushed"}':
                      pytest.approx(training["examples_per_second"], rel=1e-6)}  # fmt: skip
     recall = _samples(text, "retrieval_train_test_recall")
-    key = 'retrieval_train_test_recall{exclusion="excluding_train",instance="",job="retrieval_train",k="10",model="pushed"}'
+    key = (
+        'retrieval_train_test_recall{exclusion="excluding_train",instance="",job="retrieval_train",'
+        'k="10",model="pushed"}'
+    )
     assert recall[key] == pytest.approx(test["excluding_train"]["recall@10"], rel=1e-6)
     loss = _samples(text, "retrieval_train_loss")
     assert list(loss.values()) == [pytest.approx(training["history"][-1]["loss"], rel=1e-6)]
