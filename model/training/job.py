@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from model.bundle import choose_index_spec, export_bundle
 from model.bundle.index import IndexKind
@@ -114,8 +115,23 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     keras.utils.set_random_seed(config.train.seed)
+    previous_policy = keras.mixed_precision.dtype_policy()
     if config.train.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        return _run(config, strategy, chief, run_dir, resume, callbacks)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def _run(
+    config: RunConfig,
+    strategy: tf.distribute.Strategy,
+    chief: bool,
+    run_dir: Path,
+    resume: bool,
+    callbacks: list[keras.callbacks.Callback] | None,
+) -> RunResult:
 
     log, users, items, display = load_data(config.data)
     split = split_log(log, config.data)

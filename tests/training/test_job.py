@@ -77,3 +77,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint under"):
         run(_config(tmp_path, "empty", epochs=1), resume=True)
+
+
+@pytest.mark.slow
+def test_mixed_precision_training_learns_and_restores_the_policy(tmp_path):
+    config = _config(tmp_path, "mixed", epochs=2)
+    config = type(config)(
+        **{**config.__dict__, "train": type(config.train)(**{**config.train.__dict__, "mixed_precision": True})}
+    )
+    result = run(config)
+    test = result.metrics["test"]
+    assert test["model"]["excluding_train"]["recall@10"] >= 2 * test["popularity"]["excluding_train"]["recall@10"]
+    assert keras.mixed_precision.dtype_policy().name == "float32"
