@@ -1,5 +1,6 @@
 """The training job end to end on synthetic data: outputs, quality, resume after an interruption."""
 
+import dataclasses
 import json
 
 import keras
@@ -82,9 +83,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_mixed_precision_training_learns_and_restores_the_policy(tmp_path):
     config = _config(tmp_path, "mixed", epochs=2)
-    config = type(config)(
-        **{**config.__dict__, "train": type(config.train)(**{**config.train.__dict__, "mixed_precision": True})}
-    )
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision=True))
     result = run(config)
     test = result.metrics["test"]
     assert test["model"]["excluding_train"]["recall@10"] >= 2 * test["popularity"]["excluding_train"]["recall@10"]
