@@ -1,0 +1,207 @@
+"""An asyncio micro-batcher: concurrent requests are queued and processed together, one call per batch.
+
+A batch closes when it holds `max_batch_size` requests or `max_delay_us` after its first request was queued.
+Requests whose deadline passed or whose caller went away are dropped before compute. The processing function
+runs in an executor (it blocks: TensorFlow and FAISS), so the event loop keeps accepting requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from service.errors import DeadlineExpired, NotReady, Overloaded
+from service.observer import NullObserver, ServingObserver
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    """Batching limits.
+
+    Attributes:
+        max_batch_size: most requests per batch.
+        max_delay_us: longest wait, from the first request's arrival, for a batch to fill.
+        queue_size: most requests waiting; beyond it `submit` raises `Overloaded`.
+    """
+
+    max_batch_size: int = 64
+    max_delay_us: int = 2000
+    queue_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.queue_size < 1 or self.max_delay_us < 0:
+            raise ValueError(f"BatcherConfig needs max_batch_size >= 1, queue_size >= 1, max_delay_us >= 0; got {self}")
+
+
+@dataclass
+class _Job(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    deadline: float | None  # time.monotonic()
+    enqueued: float  # time.monotonic()
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+
+class MicroBatcher(Generic[T, R]):
+    """Queues items and hands them to `process` in batches.
+
+    Args:
+        process: blocking function mapping a batch of items to one result per item, in order.
+        executor: where `process` runs.
+        config: batching limits.
+        observer: receives queue depth, rejections, drops, batch sizes and queue time.
+    """
+
+    def __init__(
+        self,
+        process: Callable[[list[T]], Sequence[R]],
+        executor: Executor,
+        config: BatcherConfig,
+        observer: ServingObserver | None = None,
+    ) -> None:
+        self._process = process
+        self._executor = executor
+        self._config = config
+        self._observer = observer or NullObserver()
+        self._queue: asyncio.Queue[_Job[T, R]] = asyncio.Queue(maxsize=config.queue_size)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Starts the batching loop on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Refuses new items, finishes the queued ones, then stops the loop."""
+        self._closed = True
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def submit(self, item: T, *, timeout_s: float | None = None) -> R:
+        """Queues one item and waits for its result.
+
+        Args:
+            item: what to process.
+            timeout_s: seconds from now after which the item is dropped unprocessed; None: no deadline.
+
+        Raises:
+            Overloaded: the queue is full. NotReady: the batcher is stopping. DeadlineExpired: the deadline
+                passed before the item was processed. Whatever `process` raised.
+        """
+        return (await self.submit_many([item], timeout_s=timeout_s))[0]
+
+    async def submit_many(self, items: Sequence[T], *, timeout_s: float | None = None) -> list[R]:
+        """Queues all items, or none when the queue lacks room for all of them, and waits for their results."""
+        if self._closed or self._task is None:
+            raise NotReady("the server is not accepting requests (batcher stopped)")
+        free = self._config.queue_size - self._queue.qsize()
+        if len(items) > free:
+            self._observer.on_rejected()
+            raise Overloaded(f"request queue full ({self._queue.qsize()} of {self._config.queue_size} waiting)")
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        deadline = None if timeout_s is None else now + timeout_s
+        jobs = [_Job(item, loop.create_future(), deadline, now) for item in items]
+        for job in jobs:
+            self._queue.put_nowait(job)
+        self._observer.on_queue_depth(self._queue.qsize())
+        try:
+            return list(await asyncio.gather(*(job.future for job in jobs)))
+        finally:
+            for job in jobs:
+                job.future.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._collect()
+            self._observer.on_queue_depth(self._queue.qsize())
+            try:
+                await self._run_batch(batch)
+            except Exception:  # keep serving: the batch's futures already hold the error
+                logger.exception("batch failed size=%d", len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _collect(self) -> list[_Job[T, R]]:
+        first = await self._queue.get()
+        batch = [first]
+        close_at = first.enqueued + self._config.max_delay_us / 1e6
+        while len(batch) < self._config.max_batch_size:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = close_at - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run_batch(self, batch: list[_Job[T, R]]) -> None:
+        now = time.monotonic()
+        live = [job for job in batch if not self._dropped(job, now)]
+        for job in live:
+            self._observer.on_stage("queue", now - job.enqueued)
+        if not live:
+            return
+        try:
+            kept, results = await asyncio.get_running_loop().run_in_executor(self._executor, self._compute, live)
+        except Exception as error:
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            raise
+        kept_ids = {id(job) for job in kept}
+        for job in live:
+            if id(job) not in kept_ids:
+                self._dropped(job, time.monotonic(), late=True)
+        for job, result in zip(kept, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(result)
+
+    def _compute(self, jobs: list[_Job[T, R]]) -> tuple[list[_Job[T, R]], Sequence[R]]:
+        """In the executor: drops what expired or was cancelled while waiting for it, then processes the rest."""
+        now = time.monotonic()
+        kept = [job for job in jobs if not job.future.done() and not job.expired(now)]
+        if not kept:
+            return kept, []
+        self._observer.on_batch(len(kept))
+        results = self._process([job.item for job in kept])
+        if len(results) != len(kept):
+            raise RuntimeError(f"batch of {len(kept)} items produced {len(results)} results")
+        return kept, results
+
+    def _dropped(self, job: _Job[T, R], now: float, *, late: bool = False) -> bool:
+        """Fails an expired job and counts an expired or cancelled one; `late`: known to be dropped already."""
+        if job.future.done():
+            self._observer.on_dropped("cancelled")
+            return True
+        if late or job.expired(now):
+            job.future.set_exception(DeadlineExpired("deadline passed while the request was queued"))
+            self._observer.on_dropped("deadline")
+            return True
+        return False

@@ -1,0 +1,101 @@
+"""`retrieval-serve`: runs the retrieval gRPC server until SIGTERM or SIGINT, then shuts down gracefully."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from service.batcher import BatcherConfig
+from service.server import ServerConfig, TlsConfig, build_server
+from service.validation import ServiceLimits
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults, limits, batching = ServerConfig(Path("."), "x"), ServiceLimits(), BatcherConfig()
+    parser = argparse.ArgumentParser(prog="retrieval-serve", description=__doc__)
+    parser.add_argument("--models-dir", type=Path, required=True, help="root holding <model-name>/<version>/")
+    parser.add_argument("--model-name", required=True, help="the model directory to serve")
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
+    parser.add_argument("--pin-version", type=int, default=None, help="serve exactly this version")
+    parser.add_argument("--max-batch-size", type=int, default=batching.max_batch_size)
+    parser.add_argument("--max-delay-us", type=int, default=batching.max_delay_us)
+    parser.add_argument("--queue-size", type=int, default=batching.queue_size)
+    parser.add_argument("--max-k", type=int, default=limits.max_k)
+    parser.add_argument("--max-exclusions", type=int, default=limits.max_exclusions)
+    parser.add_argument("--max-history", type=int, default=limits.max_history)
+    parser.add_argument("--max-batch-requests", type=int, default=limits.max_batch_requests)
+    parser.add_argument("--reload-interval-s", type=float, default=defaults.reload_interval_s)
+    parser.add_argument("--max-connection-age-s", type=float, default=None)
+    parser.add_argument("--grace-period-s", type=float, default=defaults.grace_period_s)
+    parser.add_argument("--gpu-device", type=int, default=defaults.gpu_device, help="FAISS GPU; -1 keeps CPU")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate chain (PEM)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="server private key (PEM)")
+    parser.add_argument("--tls-client-ca", type=Path, default=None, help="require client certs signed by this CA")
+    parser.add_argument("--auth-token-file", type=Path, default=None, help="accepted bearer tokens, one per line")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Builds the frozen server configuration from parsed flags."""
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
+        raise SystemExit("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    tokens: tuple[str, ...] = ()
+    if args.auth_token_file is not None:
+        tokens = tuple(line.strip() for line in args.auth_token_file.read_text().splitlines() if line.strip())
+    return ServerConfig(
+        models_dir=args.models_dir,
+        model_name=args.model_name,
+        host=args.host,
+        port=args.port,
+        pinned_version=args.pin_version,
+        batcher=BatcherConfig(args.max_batch_size, args.max_delay_us, args.queue_size),
+        limits=ServiceLimits(
+            max_k=args.max_k,
+            max_exclusions=args.max_exclusions,
+            max_history=args.max_history,
+            max_batch_requests=args.max_batch_requests,
+        ),
+        reload_interval_s=args.reload_interval_s,
+        max_connection_age_s=args.max_connection_age_s,
+        grace_period_s=args.grace_period_s,
+        gpu_device=args.gpu_device,
+        tls=tls,
+        auth_tokens=tokens,
+    )
+
+
+async def serve(config: ServerConfig) -> None:
+    """Runs the server until SIGTERM/SIGINT, then drains and stops."""
+    _, port, handles = await build_server(config)
+    print(f"retrieval-serve listening on {config.host}:{port} model={config.model_name}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    print("retrieval-serve: signal received, shutting down", flush=True)
+    await handles.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        print(f"retrieval-serve: {error}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

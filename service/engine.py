@@ -1,0 +1,228 @@
+"""The loaded model: query tower, FAISS index (GPU when FAISS has one) and item ids of one bundle version.
+
+`Engine.retrieve` answers a batch of validated queries with one query-tower call and ONE index search for
+max(k_i + |exclusions_i|) neighbours (bounded by the catalog, and by FAISS's GPU k limit), then drops each
+query's excluded items, keeping the order. Exclusions are filtered here, never with an IDSelector, which GPU
+indexes ignore. All calls block: run them off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+import tensorflow as tf
+
+from model.bundle import Bundle, Manifest, set_search_params
+from model.bundle.index import BLAS_THRESHOLD
+from model.features import CategoricalFeature, TowerSpec
+from service.observer import NullObserver, ServingObserver
+from service.query import Query
+from service.validation import default_features
+
+logger = logging.getLogger(__name__)
+
+# FAISS GPU indexes answer at most this many neighbours per query.
+GPU_MAX_K = 2048
+
+Encoder = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """The answer to one query.
+
+    Attributes:
+        item_ids: external item ids, best first.
+        scores: their similarity scores [len(item_ids)] float32.
+        truncated: fewer than k items could be returned.
+        model_name: the model that served the query.
+        model_version: its version.
+    """
+
+    item_ids: tuple[str, ...]
+    scores: np.ndarray
+    truncated: bool
+    model_name: str
+    model_version: int
+
+
+class Engine:
+    """One bundle version, ready to serve.
+
+    Args:
+        manifest: the bundle's manifest (name, version, spec, index type).
+        encoder: raw features by name ([B] or [B, n] strings, [B] float32) -> [B, d] float32 queries.
+        index: FAISS index over the item embeddings (already on its device); id i is row i of `item_ids`.
+        item_ids: [N] external item ids.
+        index_device: "cpu" or "gpu:<n>".
+        query_device: where the query tower runs, "cpu" or "gpu:<n>".
+        observer: receives stage timings.
+        keep_alive: objects the index needs alive (e.g. FAISS GPU resources).
+    """
+
+    def __init__(
+        self,
+        *,
+        manifest: Manifest,
+        encoder: Encoder,
+        index: faiss.Index,
+        item_ids: np.ndarray,
+        index_device: str = "cpu",
+        query_device: str = "cpu",
+        observer: ServingObserver | None = None,
+        keep_alive: Any = None,
+    ) -> None:
+        if index.ntotal != len(item_ids):
+            raise ValueError(f"index holds {index.ntotal} vectors but there are {len(item_ids)} item ids")
+        self.manifest = manifest
+        self.index_device = index_device
+        self.query_device = query_device
+        self._encoder = encoder
+        self._index = index
+        self._item_ids = np.asarray(item_ids, dtype=object)
+        self._row_by_id = {item_id: row for row, item_id in enumerate(self._item_ids.tolist())}
+        self._max_fetch = min(len(item_ids), GPU_MAX_K) if index_device.startswith("gpu") else len(item_ids)
+        self._observer = observer or NullObserver()
+        self._keep_alive = keep_alive
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, *, gpu_device: int = 0, observer: ServingObserver | None = None) -> Engine:
+        """Loads a bundle's query tower, items and index; moves the index to GPU `gpu_device` when possible.
+
+        Args:
+            bundle: an opened (validated) bundle.
+            gpu_device: FAISS GPU to use; negative keeps the index on the CPU.
+            observer: receives stage timings.
+
+        Raises:
+            BundleError: if a file cannot be loaded.
+        """
+        encoder = bundle.load_query_tower()
+        items = bundle.load_items()
+        index, device, resources = place_index(bundle.load_index(), bundle.manifest, gpu_device)
+        return cls(
+            manifest=bundle.manifest,
+            encoder=encoder,
+            index=index,
+            item_ids=items.ids,
+            index_device=device,
+            query_device=query_device(),
+            observer=observer,
+            keep_alive=resources,
+        )
+
+    @property
+    def spec(self) -> TowerSpec:
+        return self.manifest.query_tower
+
+    @property
+    def item_count(self) -> int:
+        return len(self._item_ids)
+
+    def retrieve(self, queries: Sequence[Query]) -> list[RetrievalResult]:
+        """Top-k items for each query, excluded items removed; results[i] answers queries[i]."""
+        if not queries:
+            return []
+        start = time.perf_counter()
+        embeddings = np.ascontiguousarray(self._encoder(self._stack(queries)), dtype=np.float32)
+        encoded = time.perf_counter()
+        excluded = [self._rows(q.exclude) for q in queries]
+        fetch = min(max(q.k + len(rows) for q, rows in zip(queries, excluded, strict=True)), self._max_fetch)
+        scores, ids = self._index.search(embeddings, fetch)
+        searched = time.perf_counter()
+        results = [
+            self._result(q, rows, ids[i], scores[i]) for i, (q, rows) in enumerate(zip(queries, excluded, strict=True))
+        ]
+        done = time.perf_counter()
+        self._observer.on_stage("query_tower", encoded - start)
+        self._observer.on_stage("index_search", searched - encoded)
+        self._observer.on_stage("postprocess", done - searched)
+        return results
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 8)) -> None:
+        """Runs dummy batches through the tower and the index so the first requests do not pay for tracing."""
+        query = Query(features=default_features(self.spec, "__warmup__"), k=min(10, self.item_count))
+        for size in batch_sizes:
+            self.retrieve([query] * size)
+        logger.info(
+            "engine warmed up model=%s version=%d batch_sizes=%s",
+            self.manifest.model_name,
+            self.manifest.model_version,
+            list(batch_sizes),
+        )
+
+    def _stack(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
+        columns = {}
+        for feature in self.spec.features:
+            values = [q.features[feature.name] for q in queries]
+            if isinstance(feature, CategoricalFeature):
+                columns[feature.name] = np.array(values, dtype=object)
+            else:
+                columns[feature.name] = np.array(values, dtype=np.float32)
+        return columns
+
+    def _rows(self, item_ids: frozenset[str]) -> np.ndarray:
+        rows = [self._row_by_id[i] for i in item_ids if i in self._row_by_id]
+        return np.array(rows, dtype=np.int64)
+
+    def _result(self, query: Query, excluded: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> RetrievalResult:
+        keep = ids >= 0
+        if len(excluded):
+            keep &= ~np.isin(ids, excluded)
+        rows, kept_scores = ids[keep][: query.k], scores[keep][: query.k]
+        return RetrievalResult(
+            item_ids=tuple(self._item_ids[rows].tolist()),
+            scores=kept_scores.astype(np.float32, copy=False),
+            truncated=len(rows) < query.k,
+            model_name=self.manifest.model_name,
+            model_version=self.manifest.model_version,
+        )
+
+
+def retrieve_grouped(work: Sequence[tuple[Engine, Query]]) -> list[RetrievalResult]:
+    """Answers (engine, query) pairs, one `retrieve` call per distinct engine; results keep the input order.
+
+    Requests validated against one model version are served by that version even when a newer one was
+    swapped in while they waited.
+    """
+    groups: dict[int, tuple[Engine, list[int]]] = {}
+    for position, (engine, _) in enumerate(work):
+        groups.setdefault(id(engine), (engine, []))[1].append(position)
+    results: list[RetrievalResult | None] = [None] * len(work)
+    for engine, positions in groups.values():
+        for position, result in zip(positions, engine.retrieve([work[p][1] for p in positions]), strict=True):
+            results[position] = result
+    return [r for r in results if r is not None]
+
+
+def place_index(index: faiss.Index, manifest: Manifest, gpu_device: int) -> tuple[faiss.Index, str, Any]:
+    """Moves `index` to FAISS GPU `gpu_device` when FAISS has GPUs (and `gpu_device` >= 0).
+
+    Returns:
+        (index, device, resources): resources must stay alive as long as a GPU index is used.
+    """
+    faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
+    if gpu_device < 0 or faiss.get_num_gpus() == 0:
+        return index, "cpu", None
+    try:
+        resources = faiss.StandardGpuResources()
+        gpu_index = faiss.index_cpu_to_gpu(resources, gpu_device, index)
+        if manifest.index.nprobe is not None:
+            faiss.GpuParameterSpace().set_index_parameter(gpu_index, "nprobe", manifest.index.nprobe)
+    except (RuntimeError, AttributeError) as error:
+        logger.warning("index stays on cpu factory=%s reason=%s", manifest.index.factory, error)
+        set_search_params(index, manifest.index)
+        return index, "cpu", None
+    logger.info("index moved to gpu device=%d factory=%s", gpu_device, manifest.index.factory)
+    return gpu_index, f"gpu:{gpu_device}", resources
+
+
+def query_device() -> str:
+    """Where TensorFlow places the query tower: "gpu:0" when it sees a GPU, else "cpu"."""
+    return "gpu:0" if tf.config.list_physical_devices("GPU") else "cpu"

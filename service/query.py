@@ -1,0 +1,24 @@
+"""A validated retrieval request: one row of raw query-tower inputs, k and the item ids to exclude."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# One raw tower input value: a categorical string, a ""-padded tuple of strings, or a float (NaN: missing).
+FeatureInput = str | float | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the engine needs to answer one request.
+
+    Attributes:
+        features: one value per query-tower input, every input present (defaults filled in).
+        k: number of candidates wanted (>= 1).
+        exclude: external item ids that must not be returned (unknown ids are ignored).
+    """
+
+    features: Mapping[str, FeatureInput]
+    k: int
+    exclude: frozenset[str] = frozenset()

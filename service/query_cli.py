@@ -1,0 +1,100 @@
+"""`retrieval-query`: asks a retrieval server for one user's candidates and prints rank, item id and score.
+
+Feature values are given as `--feature name=value` and converted with the kinds that GetServiceInfo
+reports (lists are comma-separated), e.g. `retrieval-query --user 42 -k 10 --feature genres=Drama,Comedy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import grpc
+
+from service.client import FeatureLike, RetrievalClient
+from service.generated.retrieval.v1 import retrieval_pb2 as pb
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="retrieval-query", description=__doc__)
+    parser.add_argument("--target", default="localhost:50051", help="server host:port")
+    parser.add_argument("--user", required=True, help="user id")
+    parser.add_argument("-k", type=int, default=10, help="number of candidates")
+    parser.add_argument("--feature", action="append", default=[], metavar="NAME=VALUE", help="a user feature")
+    parser.add_argument("--history", action="append", default=[], metavar="ITEM", help="a recent item id")
+    parser.add_argument("--exclude", action="append", default=[], metavar="ITEM", help="an item id to exclude")
+    parser.add_argument("--exclude-history", action="store_true", help="exclude the history items too")
+    parser.add_argument("--token", default=None, help="bearer token")
+    parser.add_argument("--ca-cert", type=Path, default=None, help="CA certificate (PEM): use TLS")
+    parser.add_argument("--client-cert", type=Path, default=None, help="client certificate (PEM) for mTLS")
+    parser.add_argument("--client-key", type=Path, default=None, help="client key (PEM) for mTLS")
+    parser.add_argument("--timeout-s", type=float, default=10.0)
+    return parser.parse_args(argv)
+
+
+def convert_features(raw: Sequence[str], kinds: Mapping[str, int]) -> dict[str, FeatureLike]:
+    """`name=value` strings to typed values by the server's feature kinds; unknown names stay strings."""
+    features: dict[str, FeatureLike] = {}
+    for item in raw:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--feature expects NAME=VALUE, got {item!r}")
+        kind = kinds.get(name, pb.FEATURE_KIND_STRING)
+        if kind == pb.FEATURE_KIND_FLOAT:
+            features[name] = float(value)
+        elif kind == pb.FEATURE_KIND_INT64:
+            features[name] = int(value)
+        elif kind == pb.FEATURE_KIND_STRING_LIST:
+            features[name] = [v for v in value.split(",") if v]
+        elif kind == pb.FEATURE_KIND_INT64_LIST:
+            features[name] = [int(v) for v in value.split(",") if v]
+        elif kind == pb.FEATURE_KIND_FLOAT_LIST:
+            features[name] = [float(v) for v in value.split(",") if v]
+        else:
+            features[name] = value
+    return features
+
+
+def _client(args: argparse.Namespace) -> RetrievalClient:
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path is not None else None
+
+    return RetrievalClient(
+        args.target,
+        root_certificates=read(args.ca_cert),
+        client_certificate=read(args.client_cert),
+        client_key=read(args.client_key),
+        token=args.token,
+        timeout_s=args.timeout_s,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        with _client(args) as client:
+            kinds = {f.name: f.kind for f in client.service_info().features} if args.feature else {}
+            response = client.retrieve(
+                args.user,
+                args.k,
+                features=convert_features(args.feature, kinds),
+                history=args.history,
+                exclude=args.exclude,
+                exclude_history=args.exclude_history,
+            )
+    except grpc.RpcError as error:
+        print(f"retrieval-query: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"retrieval-query: {error}", file=sys.stderr)
+        return 2
+    print(f"model {response.model_name} version {response.model_version}" + (" (truncated)" * response.truncated))
+    for candidate in response.candidates:
+        print(f"{candidate.rank:>4}  {candidate.item_id}  {candidate.score:.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Builds the grpc.aio retrieval server: RetrievalService, grpc.health.v1, reflection, TLS and token auth.
+
+`build_server` wires the collaborators (model manager, micro-batcher, servicer), binds the port, starts
+serving and the reload loop, and returns the server, its bound port and the handles needed to stop it
+gracefully. Health reports NOT_SERVING until a model is loaded and warm, and again from shutdown on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from service.auth import BearerTokenInterceptor
+from service.batcher import BatcherConfig, MicroBatcher
+from service.engine import Engine, RetrievalResult, retrieve_grouped
+from service.generated.retrieval.v1 import retrieval_pb2 as pb
+from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from service.model_manager import EngineLoader, ModelManager, load_engine
+from service.observer import NullObserver, ServingObserver
+from service.query import Query
+from service.servicer import RetrievalServicer
+from service.validation import ServiceLimits
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Health is reported for the whole server ("") and for the retrieval service.
+HEALTH_SERVICES = ("", SERVICE_NAME)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """PEM files for TLS; with `client_ca_path` clients must present a certificate signed by it (mTLS)."""
+
+    cert_path: Path
+    key_path: Path
+    client_ca_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs, built once at the edge (CLI flags) and passed in.
+
+    Attributes:
+        models_dir: root holding `<model_name>/<version>/` bundles.
+        model_name: the model to serve.
+        host: interface to bind ("0.0.0.0" all IPv4, "[::]" all, "127.0.0.1" local only).
+        port: port to bind; 0 picks a free one (see the port `build_server` returns).
+        pinned_version: serve exactly this version; None follows the newest good version.
+        batcher: micro-batching limits (batch size, delay, queue size).
+        limits: per-request limits.
+        reload_interval_s: how often to look for a new version.
+        keepalive_time_s: interval of server keepalive pings on idle connections.
+        keepalive_timeout_s: how long to wait for a ping acknowledgement before closing.
+        max_connection_age_s: close connections after this age (lets clients rebalance); None: never.
+        max_connection_age_grace_s: time given to in-flight calls on an aged connection.
+        max_receive_message_bytes: largest request message.
+        max_send_message_bytes: largest response message.
+        grace_period_s: how long shutdown waits for in-flight calls.
+        gpu_device: FAISS GPU id for the index; negative keeps it on the CPU.
+        tls: TLS / mTLS files; None serves plaintext.
+        auth_tokens: accepted bearer tokens; empty disables token auth.
+    """
+
+    models_dir: Path
+    model_name: str
+    host: str = "0.0.0.0"
+    port: int = 50051
+    pinned_version: int | None = None
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+    reload_interval_s: float = 10.0
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    max_connection_age_s: float | None = None
+    max_connection_age_grace_s: float = 30.0
+    max_receive_message_bytes: int = 4 * 1024 * 1024
+    max_send_message_bytes: int = 16 * 1024 * 1024
+    grace_period_s: float = 10.0
+    gpu_device: int = 0
+    tls: TlsConfig | None = None
+    auth_tokens: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.limits.max_batch_requests > self.batcher.queue_size:
+            raise ValueError(
+                f"limits.max_batch_requests ({self.limits.max_batch_requests}) exceeds the queue size "
+                f"({self.batcher.queue_size}): such batch calls could never be queued"
+            )
+        if self.reload_interval_s <= 0 or self.grace_period_s < 0:
+            raise ValueError(f"reload_interval_s must be > 0 and grace_period_s >= 0, got {self}")
+
+
+@dataclass
+class ServerHandles:
+    """What a running server is made of, for readiness checks and graceful shutdown."""
+
+    server: grpc.aio.Server
+    manager: ModelManager
+    batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult]
+    health: health_aio.HealthServicer
+    compute_executor: ThreadPoolExecutor
+    loader_executor: ThreadPoolExecutor
+    grace_period_s: float
+    watch_task: asyncio.Task[None] | None = None
+
+    async def wait_ready(self, timeout_s: float) -> Engine:
+        """Waits until a model serves; raises TimeoutError after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while (engine := self.manager.current) is None:
+            if loop.time() > end:
+                raise TimeoutError(f"no model loaded from {self.manager.model_dir} within {timeout_s} s")
+            await asyncio.sleep(0.02)
+        return engine
+
+    async def shutdown(self, grace_s: float | None = None) -> None:
+        """NOT_SERVING, stop accepting calls, let in-flight calls finish (up to the grace period), stop."""
+        grace = self.grace_period_s if grace_s is None else grace_s
+        logger.info("server shutting down grace_s=%.1f", grace)
+        await self.health.enter_graceful_shutdown()
+        if self.watch_task is not None:
+            self.watch_task.cancel()
+            await asyncio.gather(self.watch_task, return_exceptions=True)
+        await self.server.stop(grace)
+        await self.batcher.stop()
+        self.compute_executor.shutdown(wait=False)
+        self.loader_executor.shutdown(wait=False, cancel_futures=True)
+        logger.info("server stopped")
+
+
+async def build_server(
+    config: ServerConfig,
+    *,
+    observer: ServingObserver | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    loader: EngineLoader | None = None,
+) -> tuple[grpc.aio.Server, int, ServerHandles]:
+    """Builds, binds and starts the server and its model reload loop.
+
+    Args:
+        config: the server configuration.
+        observer: receives serving events (e.g. a Prometheus exporter); default ignores them.
+        interceptors: extra server interceptors, run before token authentication.
+        loader: builds a warm engine from a bundle directory; default `load_engine`.
+
+    Returns:
+        (server, bound port, handles); stop with `await handles.shutdown()`.
+    """
+    observer = observer or NullObserver()
+    compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-compute")
+    loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-loader")
+    loader = loader or functools.partial(
+        load_engine,
+        gpu_device=config.gpu_device,
+        warmup_batch_sizes=(1, config.batcher.max_batch_size),
+        observer=observer,
+    )
+    manager = ModelManager(
+        config.models_dir, config.model_name, loader, pinned_version=config.pinned_version, observer=observer
+    )
+    batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult] = MicroBatcher(
+        retrieve_grouped, compute, config.batcher, observer
+    )
+    health = health_aio.HealthServicer()
+    for name in HEALTH_SERVICES:
+        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    chain = list(interceptors)
+    if config.auth_tokens:
+        chain.append(BearerTokenInterceptor(config.auth_tokens))
+    server = grpc.aio.server(interceptors=chain, options=channel_options(config))
+    pb_grpc.add_RetrievalServiceServicer_to_server(RetrievalServicer(manager, batcher, config.limits), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = _bind(server, config)
+
+    await server.start()
+    batcher.start()
+    handles = ServerHandles(server, manager, batcher, health, compute, loading, config.grace_period_s)
+
+    async def on_swap(engine: Engine) -> None:
+        for name in HEALTH_SERVICES:
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    handles.watch_task = asyncio.get_running_loop().create_task(
+        manager.watch(config.reload_interval_s, loading, on_swap), name="model-reload"
+    )
+    logger.info(
+        "server started address=%s:%d tls=%s mtls=%s auth=%s models=%s",
+        config.host,
+        port,
+        config.tls is not None,
+        bool(config.tls and config.tls.client_ca_path),
+        bool(config.auth_tokens),
+        manager.model_dir,
+    )
+    return server, port, handles
+
+
+def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC core options: keepalive, connection age and message size limits."""
+    options = [
+        ("grpc.keepalive_time_ms", int(config.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.max_receive_message_length", config.max_receive_message_bytes),
+        ("grpc.max_send_message_length", config.max_send_message_bytes),
+    ]
+    if config.max_connection_age_s is not None:
+        options.append(("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)))
+        options.append(("grpc.max_connection_age_grace_ms", int(config.max_connection_age_grace_s * 1000)))
+    return options
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    address = f"{config.host}:{config.port}"
+    if config.tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        client_ca = config.tls.client_ca_path.read_bytes() if config.tls.client_ca_path else None
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls.key_path.read_bytes(), config.tls.cert_path.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise RuntimeError(f"cannot bind {address}")
+    return port

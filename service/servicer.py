@@ -1,0 +1,145 @@
+"""The RetrievalService servicer: validate, queue in the micro-batcher, answer; errors mapped in one place."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import grpc
+
+from service.batcher import MicroBatcher
+from service.engine import Engine, RetrievalResult
+from service.errors import InvalidRequest, NotReady, ServiceError, status_for
+from service.generated.retrieval.v1 import retrieval_pb2 as pb
+from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from service.query import Query
+from service.validation import ServiceLimits, feature_kind, request_features, validate_request
+
+logger = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class EngineSource(Protocol):
+    """Where the servicer finds the engine serving now (the model manager)."""
+
+    @property
+    def current(self) -> Engine | None: ...
+
+
+def _mapped_errors(
+    method: Callable[[RetrievalServicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
+) -> Callable[[RetrievalServicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
+    """Turns domain errors (and unexpected ones) into a gRPC status via `status_for`."""
+
+    @functools.wraps(method)
+    async def wrapper(self: RetrievalServicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except ServiceError as error:
+            code, details = status_for(error)
+        except Exception as error:
+            logger.exception("unexpected error in %s", method.__name__)
+            code, details = status_for(error)
+        await context.abort(code, details)
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    return wrapper
+
+
+class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
+    """Answers RetrieveCandidates, RetrieveCandidatesBatch and GetServiceInfo.
+
+    Args:
+        engines: gives the current engine (None before the first model loads → UNAVAILABLE).
+        batcher: queues (engine, query) pairs and returns one result per pair.
+        limits: request limits, also reported by GetServiceInfo.
+    """
+
+    def __init__(
+        self,
+        engines: EngineSource,
+        batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult],
+        limits: ServiceLimits,
+    ) -> None:
+        self._engines = engines
+        self._batcher = batcher
+        self._limits = limits
+
+    def _engine(self) -> Engine:
+        engine = self._engines.current
+        if engine is None:
+            raise NotReady("no model loaded yet")
+        return engine
+
+    @_mapped_errors
+    async def RetrieveCandidates(
+        self, request: pb.RetrieveCandidatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetrieveCandidatesResponse:
+        engine = self._engine()
+        query = validate_request(request, engine.spec, self._limits)
+        result = await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
+        return _response(result, request.request_id)
+
+    @_mapped_errors
+    async def RetrieveCandidatesBatch(
+        self, request: pb.RetrieveCandidatesBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetrieveCandidatesBatchResponse:
+        count, limit = len(request.requests), self._limits.max_batch_requests
+        if count > limit:
+            raise InvalidRequest("requests", f"at most {limit} requests per call, got {count}")
+        if not count:
+            return pb.RetrieveCandidatesBatchResponse()
+        engine = self._engine()
+        queries = []
+        for i, single in enumerate(request.requests):
+            try:
+                queries.append(validate_request(single, engine.spec, self._limits))
+            except InvalidRequest as error:
+                raise error.within(f"requests[{i}].") from error
+        results = await self._batcher.submit_many([(engine, q) for q in queries], timeout_s=context.time_remaining())
+        responses = [_response(r, single.request_id) for r, single in zip(results, request.requests, strict=True)]
+        return pb.RetrieveCandidatesBatchResponse(responses=responses)
+
+    @_mapped_errors
+    async def GetServiceInfo(
+        self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetServiceInfoResponse:
+        return service_info(self._engine(), self._limits)
+
+
+def service_info(engine: Engine, limits: ServiceLimits) -> pb.GetServiceInfoResponse:
+    """Describes the engine serving now and the request limits."""
+    manifest = engine.manifest
+    return pb.GetServiceInfoResponse(
+        model_name=manifest.model_name,
+        model_version=str(manifest.model_version),
+        embedding_dim=manifest.embedding_dim,
+        item_count=engine.item_count,
+        index_type=manifest.index.factory,
+        index_device=engine.index_device,
+        query_device=engine.query_device,
+        max_num_candidates=limits.max_k,
+        max_exclusions=limits.max_exclusions,
+        features=[pb.FeatureSpec(name=f.name, kind=feature_kind(f)) for f in request_features(engine.spec)],
+        similarity=manifest.similarity,
+        bundle_format_version=str(manifest.format_version),
+        max_history_length=0,  # the query towers of this bundle format take no history
+    )
+
+
+def _response(result: RetrievalResult, request_id: str) -> pb.RetrieveCandidatesResponse:
+    candidates = [
+        pb.Candidate(item_id=item_id, score=float(score), rank=rank)
+        for rank, (item_id, score) in enumerate(zip(result.item_ids, result.scores.tolist(), strict=True))
+    ]
+    return pb.RetrieveCandidatesResponse(
+        candidates=candidates,
+        model_name=result.model_name,
+        model_version=str(result.model_version),
+        truncated=result.truncated,
+        request_id=request_id,
+    )

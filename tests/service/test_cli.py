@@ -1,0 +1,88 @@
+"""retrieval-query against an in-process server, retrieval-serve flags, and retrieval-serve as a process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from service import cli, query_cli
+from service.client import RetrievalClient, feature_value
+from service.generated.retrieval.v1 import retrieval_pb2 as pb
+from tests.service.helpers import MODEL, ServerThread
+
+
+def test_query_cli_prints_ranked_ids_and_scores(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--target", server.target, "--user", "u1", "-k", "3", "--feature", "age=31", "--feature", "genres=drama"]
+    assert query_cli.main([*argv, "--exclude", "item0001"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"model {MODEL} version 1"
+    rows = [line.split() for line in lines[1:]]
+    assert [r[0] for r in rows] == ["0", "1", "2"]
+    assert all(re.fullmatch(r"item\d{4}", r[1]) for r in rows) and "item0001" not in [r[1] for r in rows]
+    scores = [float(r[2]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_query_cli_reports_errors(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
+    assert query_cli.main(["--target", server.target, "--user", "u1", "-k", "0"]) == 1
+    assert "INVALID_ARGUMENT: num_candidates" in capsys.readouterr().err
+    assert query_cli.main(["--target", server.target, "--user", "u1", "--feature", "age"]) == 2
+
+
+def test_feature_conversion() -> None:
+    kinds = {"age": pb.FEATURE_KIND_FLOAT, "genres": pb.FEATURE_KIND_STRING_LIST, "n": pb.FEATURE_KIND_INT64}
+    converted = query_cli.convert_features(["age=3.5", "genres=a,b", "n=4", "country=DE"], kinds)
+    assert converted == {"age": 3.5, "genres": ["a", "b"], "n": 4, "country": "DE"}
+    assert feature_value([1, 2.5]).float_list.values == [1.0, 2.5]
+    assert feature_value(["x"]).string_list.values == ["x"]
+    assert feature_value(7).int64_value == 7
+    with pytest.raises(TypeError):
+        feature_value(True)
+
+
+def test_serve_flags_build_the_config(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("a\n\nb\n")
+    args = cli.parse_args(
+        ["--models-dir", str(tmp_path), "--model-name", "m", "--port", "0", "--max-batch-size", "8",
+         "--max-k", "20", "--pin-version", "3", "--auth-token-file", str(tokens), "--gpu-device", "-1"]
+    )  # fmt: skip
+    config = cli.config_from_args(args)
+    assert (config.port, config.pinned_version, config.gpu_device, config.auth_tokens) == (0, 3, -1, ("a", "b"))
+    assert (config.batcher.max_batch_size, config.limits.max_k) == (8, 20)
+    with pytest.raises(SystemExit):
+        cli.config_from_args(cli.parse_args(["--models-dir", ".", "--model-name", "m", "--tls-cert", "c.pem"]))
+
+
+@pytest.mark.slow
+def test_serve_process_answers_and_stops_on_sigterm(bundle_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "service.cli", "--models-dir", str(bundle_path.parent.parent), "--model-name", MODEL,
+        "--host", "127.0.0.1", "--port", "0", "--grace-period-s", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        match = re.search(r"listening on (\S+:\d+)", process.stdout.readline())
+        assert match, "no listening line"
+        with RetrievalClient(match.group(1)) as client:
+            deadline = time.monotonic() + 60
+            while client.health() != "SERVING":  # the model loads after the port opens
+                assert time.monotonic() < deadline, "never became SERVING"
+                time.sleep(0.1)
+            response = client.retrieve("u1", 2, timeout_s=60, request_id="cli")
+            assert (len(response.candidates), response.request_id) == (2, "cli")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "shutting down" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
