@@ -136,3 +136,12 @@ class RetrievalClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def format_response(response: pb.RetrieveCandidatesResponse) -> list[str]:
+    """Human-readable lines: the serving model, then rank, item id, score and display attributes (titles)."""
+    lines = [f"model {response.model_name} version {response.model_version}" + (" (truncated)" * response.truncated)]
+    for candidate in response.candidates:
+        shown = "  ".join(candidate.display[name] for name in sorted(candidate.display))
+        lines.append(f"{candidate.rank:>4}  {candidate.item_id:>8}  {candidate.score:9.6f}  {shown}".rstrip())
+    return lines

@@ -43,6 +43,7 @@ class RetrievalResult:
         truncated: fewer than k items could be returned.
         model_name: the model that served the query.
         model_version: its version.
+        display: per returned item, its display attributes (e.g. title); empty dicts when the bundle has none.
     """
 
     item_ids: tuple[str, ...]
@@ -50,6 +51,7 @@ class RetrievalResult:
     truncated: bool
     model_name: str
     model_version: int
+    display: tuple[dict[str, str], ...] = ()
 
 
 class Engine:
@@ -64,6 +66,7 @@ class Engine:
         query_device: where the query tower runs, "cpu" or "gpu:<n>".
         observer: receives stage timings.
         keep_alive: objects the index needs alive (e.g. FAISS GPU resources).
+        display: display columns by name, each [N] aligned with `item_ids` (e.g. titles).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Engine:
         query_device: str = "cpu",
         observer: ServingObserver | None = None,
         keep_alive: Any = None,
+        display: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         if index.ntotal != len(item_ids):
             raise ValueError(f"index holds {index.ntotal} vectors but there are {len(item_ids)} item ids")
@@ -90,6 +94,7 @@ class Engine:
         self._max_fetch = min(len(item_ids), GPU_MAX_K) if index_device.startswith("gpu") else len(item_ids)
         self._observer = observer or NullObserver()
         self._keep_alive = keep_alive
+        self._display = {name: np.asarray(values, dtype=object) for name, values in (display or {}).items()}
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, *, gpu_device: int = 0, observer: ServingObserver | None = None) -> Engine:
@@ -115,6 +120,7 @@ class Engine:
             query_device=query_device(),
             observer=observer,
             keep_alive=resources,
+            display=items.display,
         )
 
     @property
@@ -182,7 +188,14 @@ class Engine:
             truncated=len(rows) < query.k,
             model_name=self.manifest.model_name,
             model_version=self.manifest.model_version,
+            display=self._display_of(rows),
         )
+
+    def _display_of(self, rows: np.ndarray) -> tuple[dict[str, str], ...]:
+        if not self._display:
+            return ()
+        columns = {name: values[rows].tolist() for name, values in self._display.items()}
+        return tuple({name: str(column[i]) for name, column in columns.items()} for i in range(len(rows)))
 
 
 def retrieve_grouped(work: Sequence[tuple[Engine, Query]]) -> list[RetrievalResult]:

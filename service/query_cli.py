@@ -1,4 +1,4 @@
-"""`retrieval-query`: asks a retrieval server for one user's candidates and prints rank, item id and score.
+"""`retrieval-query`: asks a retrieval server for one user's candidates and prints rank, id, score and title.
 
 Feature values are given as `--feature name=value` and converted with the kinds that GetServiceInfo
 reports (lists are comma-separated), e.g. `retrieval-query --user 42 -k 10 --feature genres=Drama,Comedy`.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from service.client import FeatureLike, RetrievalClient
+from service.client import FeatureLike, RetrievalClient, format_response
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 
 
@@ -90,9 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"retrieval-query: {error}", file=sys.stderr)
         return 2
-    print(f"model {response.model_name} version {response.model_version}" + (" (truncated)" * response.truncated))
-    for candidate in response.candidates:
-        print(f"{candidate.rank:>4}  {candidate.item_id}  {candidate.score:.6f}")
+    print("\n".join(format_response(response)))
     return 0
 
 

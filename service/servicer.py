@@ -136,6 +136,8 @@ def _response(result: RetrievalResult, request_id: str) -> pb.RetrieveCandidates
         pb.Candidate(item_id=item_id, score=float(score), rank=rank)
         for rank, (item_id, score) in enumerate(zip(result.item_ids, result.scores.tolist(), strict=True))
     ]
+    for candidate, display in zip(candidates, result.display, strict=False):
+        candidate.display.update(display)
     return pb.RetrieveCandidatesResponse(
         candidates=candidates,
         model_name=result.model_name,

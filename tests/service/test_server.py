@@ -50,6 +50,10 @@ def test_single_rpc_equals_offline_exact_top_k(server: ServerThread, bundle_path
         assert (response.model_name, response.model_version) == (MODEL, "1")
         assert response.request_id == f"req-{i}"
         assert not response.truncated
+        # display attributes come from the bundle's items: item0042 is titled "Title 42"
+        assert [c.display["title"] for c in response.candidates] == [
+            f"Title {int(c.item_id.removeprefix('item'))}" for c in response.candidates
+        ]
 
 
 def test_batch_rpc_keeps_results_per_request_and_order(server: ServerThread, bundle_path: Path) -> None:

@@ -84,14 +84,23 @@ class RetrieveCandidatesRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., user_features: _Optional[_Mapping[str, FeatureValue]] = ..., history_item_ids: _Optional[_Iterable[str]] = ..., num_candidates: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., exclude_history: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("item_id", "score", "rank")
+    __slots__ = ("item_id", "score", "rank", "display")
+    class DisplayEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     rank: int
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
+    display: _containers.ScalarMap[str, str]
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., display: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RetrieveCandidatesResponse(_message.Message):
     __slots__ = ("candidates", "model_name", "model_version", "truncated", "request_id")

@@ -1,0 +1,123 @@
+"""`retrieval-demo`: the whole product on one machine, with no external service.
+
+Trains the two-tower model on MovieLens-100K (shipped inside the `recbole` wheel), exports a bundle, starts the
+gRPC server on localhost, asks it for a few users' candidates (excluding the movies they already rated), prints
+the answers with titles, and keeps serving until Ctrl-C. Query it meanwhile with
+`retrieval-query --target 127.0.0.1:50051 --user 42 -k 10`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from model.bundle import latest_version
+from model.data import load_movielens_100k
+from service.client import FeatureLike, RetrievalClient, build_request, format_response
+from service.generated.retrieval.v1 import retrieval_pb2 as pb
+from service.server import ServerConfig, build_server
+
+DEMO_USERS = ("1", "42", "314")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="retrieval-demo", description=__doc__)
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--model-name", default="movielens")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--reuse-bundle", action="store_true", help="serve the newest existing bundle if there is one")
+    parser.add_argument("--users", default=",".join(DEMO_USERS), help="comma-separated MovieLens user ids")
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--exit-after-queries", action="store_true", help="stop instead of serving until Ctrl-C")
+    return parser.parse_args(argv)
+
+
+def train_bundle(args: argparse.Namespace) -> None:
+    """Runs the training job on MovieLens-100K with the project's defaults and exports a bundle."""
+    from model.training.config import build_config
+    from model.training.job import run
+
+    config = build_config(
+        {
+            "data": {"source": "movielens-100k"},
+            "train": {"epochs": args.epochs, "verbose": 2},
+            "export": {"models_dir": str(args.models_dir), "name": args.model_name},
+            "output_dir": str(args.run_dir),
+        }
+    )
+    result = run(config)
+    print((result.run_dir / "summary.md").read_text(), flush=True)
+
+
+def demo_requests(users: Sequence[str], k: int) -> list[pb.RetrieveCandidatesRequest]:
+    """Requests carrying each user's MovieLens side features, excluding every movie the user rated."""
+    movielens = load_movielens_100k()
+    rows = movielens.users.lookup(np.array(users, dtype=object))
+    log = movielens.interactions
+    requests = []
+    for i, user in enumerate(users):
+        features: dict[str, FeatureLike] = {}
+        for name, values in rows.items():
+            value = values[i]
+            if isinstance(value, float | np.floating):
+                if np.isfinite(value):
+                    features[name] = float(value)
+            elif value != "":
+                features[name] = str(value)
+        order = np.argsort(log.timestamps[log.user_ids == user], kind="stable")
+        seen = log.item_ids[log.user_ids == user][order].tolist()
+        requests.append(
+            build_request(user, k, features=features, history=seen[-20:], exclude=seen, request_id=f"demo-{user}")
+        )
+    return requests
+
+
+async def serve_and_query(args: argparse.Namespace) -> None:
+    config = ServerConfig(models_dir=args.models_dir, model_name=args.model_name, host="127.0.0.1", port=args.port)
+    _, port, handles = await build_server(config)
+    try:
+        engine = await handles.wait_ready(120.0)
+        target = f"127.0.0.1:{port}"
+        print(f"serving {engine.manifest.model_name} version {engine.manifest.model_version} on {target}", flush=True)
+        requests = demo_requests([u for u in args.users.split(",") if u], args.k)
+
+        def ask() -> list[pb.RetrieveCandidatesResponse]:
+            with RetrievalClient(target) as client:
+                return [client.call(client.stub.RetrieveCandidates, request) for request in requests]
+
+        for request, response in zip(requests, await asyncio.to_thread(ask), strict=True):
+            print(f"\nuser {request.user_id} (excluding the {len(request.exclude_item_ids)} movies they rated):")
+            print("\n".join(format_response(response)), flush=True)
+        if args.exit_after_queries:
+            return
+        print(f"\nstill serving on {target}; try: retrieval-query --target {target} --user 42 -k 10", flush=True)
+        print("press Ctrl-C to stop", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await handles.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not (args.reuse_bundle and latest_version(args.models_dir / args.model_name) is not None):
+        train_bundle(args)
+    asyncio.run(serve_and_query(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

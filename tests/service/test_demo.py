@@ -1,0 +1,39 @@
+"""`retrieval-demo`, the README's first command, end to end: train, export, serve, query, print titles."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from model.bundle import open_bundle
+from model.data import load_movielens_100k
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_demo_trains_serves_and_prints_candidates_with_titles(tmp_path):
+    models = tmp_path / "models"
+    args = ["--models-dir", str(models), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--port", "0"]
+    cmd = [sys.executable, "-m", "service.demo", *args, "--users", "1,42", "-k", "5", "--exit-after-queries"]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=580, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "serving movielens version 1 on 127.0.0.1:" in out
+    bundle = open_bundle(models / "movielens" / "1")
+    titles = dict(
+        zip(bundle.load_items().ids.tolist(), bundle.load_items().display["movie_title"].tolist(), strict=True)
+    )
+    log = load_movielens_100k().interactions
+    for user in ("1", "42"):
+        rated = set(log.item_ids[log.user_ids == user].tolist())
+        block = out.split(f"user {user} (excluding the ")[1].split("\n\n")[0]
+        lines = [line for line in block.splitlines() if re.match(r"\s+\d+\s", line)]
+        assert len(lines) == 5
+        for rank, line in enumerate(lines):
+            position, item_id, _score, title = line.split(maxsplit=3)
+            assert int(position) == rank and titles[item_id] == title
+            assert item_id not in rated  # the demo excludes what the user already rated
