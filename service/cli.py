@@ -14,6 +14,8 @@ from service.batcher import BatcherConfig
 from service.server import ServerConfig, TlsConfig, build_server
 from service.validation import ServiceLimits
 
+DEFAULT_METRICS_PORT = 9464
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults, limits, batching = ServerConfig(Path("."), "x"), ServiceLimits(), BatcherConfig()
@@ -22,6 +24,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-name", required=True, help="the model directory to serve")
     parser.add_argument("--host", default=defaults.host)
     parser.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None,
+        help=f"serve Prometheus /metrics over HTTP on this port (0 picks a free one; the images use "
+        f"{DEFAULT_METRICS_PORT}); default: no metrics endpoint",
+    )  # fmt: skip
     parser.add_argument("--pin-version", type=int, default=None, help="serve exactly this version")
     parser.add_argument("--max-batch-size", type=int, default=batching.max_batch_size)
     parser.add_argument("--max-delay-us", type=int, default=batching.max_delay_us)
@@ -69,13 +76,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         gpu_device=args.gpu_device,
         tls=tls,
         auth_tokens=tokens,
+        metrics_port=args.metrics_port,
     )
 
 
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then drains and stops."""
     _, port, handles = await build_server(config)
-    print(f"retrieval-serve listening on {config.host}:{port} model={config.model_name}", flush=True)
+    metrics = f" metrics=http://{config.host}:{handles.metrics_port}/metrics" if handles.metrics_port else ""
+    print(f"retrieval-serve listening on {config.host}:{port} model={config.model_name}{metrics}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -2,7 +2,8 @@
 
 `build_server` wires the collaborators (model manager, micro-batcher, servicer), binds the port, starts
 serving and the reload loop, and returns the server, its bound port and the handles needed to stop it
-gracefully. Health reports NOT_SERVING until a model is loaded and warm, and again from shutdown on.
+gracefully. Health reports NOT_SERVING until a model is loaded and warm, and again from shutdown on. With a
+metrics port, Prometheus metrics (a fresh registry per server) are served over HTTP on that separate port.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from grpc_reflection.v1alpha import reflection
 from service.auth import BearerTokenInterceptor
 from service.batcher import BatcherConfig, MicroBatcher
 from service.engine import Engine, RetrievalResult, retrieve_grouped
+from service.fanout import FanOutObserver
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from service.interceptors import MetricsInterceptor
+from service.metrics import MetricsEndpoint, RetrievalMetrics
 from service.model_manager import EngineLoader, ModelManager, load_engine
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
@@ -71,6 +75,7 @@ class ServerConfig:
         gpu_device: FAISS GPU id for the index; negative keeps it on the CPU.
         tls: TLS / mTLS files; None serves plaintext.
         auth_tokens: accepted bearer tokens; empty disables token auth.
+        metrics_port: HTTP port of Prometheus `/metrics` on `host`; 0 picks a free one; None serves no metrics.
     """
 
     models_dir: Path
@@ -91,6 +96,7 @@ class ServerConfig:
     gpu_device: int = 0
     tls: TlsConfig | None = None
     auth_tokens: tuple[str, ...] = ()
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.limits.max_batch_requests > self.batcher.queue_size:
@@ -114,6 +120,13 @@ class ServerHandles:
     loader_executor: ThreadPoolExecutor
     grace_period_s: float
     watch_task: asyncio.Task[None] | None = None
+    metrics: RetrievalMetrics | None = None
+    metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound port of the metrics endpoint, or None without one."""
+        return self.metrics_endpoint.port if self.metrics_endpoint is not None else None
 
     async def wait_ready(self, timeout_s: float) -> Engine:
         """Waits until a model serves; raises TimeoutError after `timeout_s`."""
@@ -137,6 +150,9 @@ class ServerHandles:
         await self.batcher.stop()
         self.compute_executor.shutdown(wait=False)
         self.loader_executor.shutdown(wait=False, cancel_futures=True)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
+            self.metrics_endpoint = None
         logger.info("server stopped")
 
 
@@ -151,14 +167,19 @@ async def build_server(
 
     Args:
         config: the server configuration.
-        observer: receives serving events (e.g. a Prometheus exporter); default ignores them.
-        interceptors: extra server interceptors, run before token authentication.
+        observer: receives serving events; with `config.metrics_port` the Prometheus metrics receive them too.
+        interceptors: extra server interceptors, run after the metrics interceptor and before token
+            authentication.
         loader: builds a warm engine from a bundle directory; default `load_engine`.
 
     Returns:
         (server, bound port, handles); stop with `await handles.shutdown()`.
     """
-    observer = observer or NullObserver()
+    metrics = RetrievalMetrics(queue_capacity=config.batcher.queue_size) if config.metrics_port is not None else None
+    if metrics is None:
+        observer = observer or NullObserver()
+    else:
+        observer = FanOutObserver(metrics, observer) if observer is not None else metrics
     compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-compute")
     loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-loader")
     loader = loader or functools.partial(
@@ -177,7 +198,8 @@ async def build_server(
     for name in HEALTH_SERVICES:
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    chain = list(interceptors)
+    chain = [MetricsInterceptor(metrics)] if metrics is not None else []
+    chain.extend(interceptors)
     if config.auth_tokens:
         chain.append(BearerTokenInterceptor(config.auth_tokens))
     server = grpc.aio.server(interceptors=chain, options=channel_options(config))
@@ -185,10 +207,16 @@ async def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, config)
+    endpoint = None
+    if metrics is not None and config.metrics_port is not None:
+        endpoint = MetricsEndpoint.start(metrics.registry, config.host, config.metrics_port)
 
     await server.start()
     batcher.start()
-    handles = ServerHandles(server, manager, batcher, health, compute, loading, config.grace_period_s)
+    handles = ServerHandles(
+        server, manager, batcher, health, compute, loading, config.grace_period_s,
+        metrics=metrics, metrics_endpoint=endpoint,
+    )  # fmt: skip
 
     async def on_swap(engine: Engine) -> None:
         for name in HEALTH_SERVICES:
@@ -198,9 +226,10 @@ async def build_server(
         manager.watch(config.reload_interval_s, loading, on_swap), name="model-reload"
     )
     logger.info(
-        "server started address=%s:%d tls=%s mtls=%s auth=%s models=%s",
+        "server started address=%s:%d metrics_port=%s tls=%s mtls=%s auth=%s models=%s",
         config.host,
         port,
+        handles.metrics_port,
         config.tls is not None,
         bool(config.tls and config.tls.client_ca_path),
         bool(config.auth_tokens),

@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# The retrieval service image (also runs `retrieval-train` for the training CronJob).
+#
+#   GPU (default): docker build -t retrieval:gpu .
+#   CPU:           docker build --build-arg VARIANT=cpu --build-arg BASE_IMAGE=ubuntu:22.04 -t retrieval:cpu .
+#
+# Both stages start from the same base so the virtual environment built in the first one runs unchanged in the
+# second. Ubuntu 22.04 ships Python 3.11 as `python3.11`; the GPU base adds the CUDA runtime, and
+# `tensorflow[and-cuda]` / `faiss-gpu-cu12` bring cuDNN and cuBLAS as wheels. Only the NVIDIA driver comes from
+# the node (NVIDIA container toolkit).
+ARG BASE_IMAGE=nvidia/cuda:12.5.1-runtime-ubuntu22.04
+
+FROM ${BASE_IMAGE} AS build
+ARG VARIANT=gpu
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY deploy/docker/requirements-serve.txt /tmp/requirements-serve.txt
+RUN if [ "$VARIANT" = "gpu" ]; then \
+        pip install "tensorflow[and-cuda]==2.21.0" "faiss-gpu-cu12==1.14.1.post1"; \
+    elif [ "$VARIANT" = "cpu" ]; then \
+        pip install "tensorflow==2.21.0" "faiss-cpu==1.15.1"; \
+    else \
+        echo "VARIANT must be gpu or cpu, got $VARIANT" >&2; exit 1; \
+    fi \
+    && pip install -r /tmp/requirements-serve.txt
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY model ./model
+COPY service ./service
+# --no-deps: TensorFlow and FAISS of the chosen variant are installed above, the rest from the pinned list.
+RUN pip install --no-deps . && python -c "import service.server, model.training.job"
+
+FROM ${BASE_IMAGE} AS runtime
+ENV DEBIAN_FRONTEND=noninteractive
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin retrieval
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    KERAS_HOME=/tmp/keras \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER 10001:10001
+# The root filesystem is read-only in Kubernetes; /tmp is an emptyDir there.
+WORKDIR /tmp
+# gRPC and Prometheus /metrics.
+EXPOSE 50051 9464
+ENTRYPOINT ["retrieval-serve"]
+CMD ["--models-dir", "/models", "--model-name", "retrieval", "--metrics-port", "9464"]
