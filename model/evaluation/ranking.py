@@ -31,6 +31,10 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 _ABOVE_THRESHOLD = np.int64(1 << 62)  # tie keys are < 2**62, see _tie_keys
 
 
+# Memory budget of one block of query scores in `exact_top_k` (scores plus ranking scratch).
+BLOCK_MEMORY_BYTES = 1 << 30
+
+
 def _splitmix64(state: _UInt64Array) -> _UInt64Array:
     """The SplitMix64 output function, elementwise; uint64 arithmetic wraps by design."""
     z = state + _GOLDEN
@@ -117,8 +121,9 @@ def exact_top_k(
 ) -> tuple[IntArray, FloatArray]:
     """Exact top-k items by dot product over the whole catalog.
 
-    Scores are computed `batch_size` queries at a time, so peak memory is about
-    `batch_size * N * 24` bytes (up to `* 48` for blocks with ties at the k-th position).
+    Scores are computed at most `batch_size` queries at a time, and fewer when the catalog is large, so that
+    a block's scores and ranking scratch stay within about `BLOCK_MEMORY_BYTES` (at 24 bytes per score, up to
+    48 for blocks with ties at the k-th position): a 1M-item catalog is scored about 40 queries at a time.
 
     Args:
         query_embeddings: Query embeddings [U, d], cast to float32.
@@ -144,6 +149,7 @@ def exact_top_k(
         if exclude.nnz and exclude.indices.max() >= num_items:
             raise ValueError(f"exclude holds item id {int(exclude.indices.max())} >= N={num_items}")
     k = min(k, num_items)
+    batch_size = max(1, min(batch_size, BLOCK_MEMORY_BYTES // (24 * num_items)))
     salt = rng.integers(0, np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True)
     top_ids = np.empty((num_queries, k), dtype=np.int64)
     top_scores = np.empty((num_queries, k), dtype=np.float32)
