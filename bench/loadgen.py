@@ -1,0 +1,189 @@
+"""Load generator: a separate process driving the retrieval server with a grpc.aio client.
+
+Closed loop: `--concurrency` workers, each sending its next request when the previous one answered.
+Open loop: requests are sent on a fixed schedule (`--rate` per second) whatever the server does, and latency
+is measured from each request's INTENDED send time, so a stalled server (or client) shows up in the latency
+instead of silently lowering the offered load (coordinated omission).
+
+Requests cycle through pre-built messages for the users in `--requests-file` (JSON list of
+{"user_id", "features"}). Only calls that start inside the measurement window (after `--warmup-s`) count.
+With `--server-pid`, SIGUSR1 is sent to the server at the start and at the end of the window (see
+bench/serve_process.py). Writes a JSON result to `--out` (or stdout).
+
+    python bench/loadgen.py --target 127.0.0.1:50051 --requests-file users.json --mode closed --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from service.client import build_request
+from service.generated.retrieval.v1 import retrieval_pb2 as pb
+from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+
+PERCENTILES = (50, 90, 99, 99.9)
+MAX_OUTSTANDING = 20_000
+METHOD = "/" + pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name + "/RetrieveCandidates"
+
+
+class Window:
+    """Collects latencies and status codes of the calls that started inside the measurement window."""
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+        self.latencies: list[float] = []
+        self.codes: Counter[str] = Counter()
+
+    def record(self, started: float, latency: float, code: str) -> None:
+        if self.start <= started < self.end:
+            self.codes[code] += 1
+            if code == "OK":
+                self.latencies.append(latency)
+
+
+async def _call(stub: Any, request: bytes, timeout_s: float) -> str:
+    try:
+        await stub(request, timeout=timeout_s)
+    except grpc.aio.AioRpcError as error:
+        return str(error.code().name)
+    return "OK"
+
+
+async def closed_loop(stub: Any, requests: list[Any], concurrency: int, window: Window, timeout_s: float) -> None:
+    async def worker(offset: int) -> None:
+        i = offset
+        while (now := time.perf_counter()) < window.end:
+            code = await _call(stub, requests[i % len(requests)], timeout_s)
+            window.record(now, time.perf_counter() - now, code)
+            i += concurrency
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+
+
+async def open_loop(stub: Any, requests: list[Any], rate: float, window: Window, timeout_s: float) -> dict[str, float]:
+    """Sends request n at t0 + n / rate; returns how late the client itself was in sending."""
+    t0 = time.perf_counter()
+    pending: set[asyncio.Task[None]] = set()
+    lateness: list[float] = []
+    skipped = 0
+
+    async def one(intended: float, request: Any) -> None:
+        code = await _call(stub, request, timeout_s)
+        window.record(intended, time.perf_counter() - intended, code)
+
+    n = 0
+    while (intended := t0 + n / rate) < window.end:
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lateness.append(time.perf_counter() - intended)
+        if len(pending) >= MAX_OUTSTANDING:
+            skipped += 1
+            window.record(intended, float("nan"), "CLIENT_BACKLOG")
+        else:
+            task = asyncio.get_running_loop().create_task(one(intended, requests[n % len(requests)]))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        n += 1
+    if pending:
+        await asyncio.gather(*pending)
+    late = np.asarray(lateness) * 1000
+    return {
+        "send_lateness_p50_ms": float(np.percentile(late, 50)) if late.size else 0.0,
+        "send_lateness_p99_ms": float(np.percentile(late, 99)) if late.size else 0.0,
+        "skipped_backlog": float(skipped),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rows = json.loads(Path(args.requests_file).read_text())
+    random.Random(args.seed).shuffle(rows)
+    # Pre-serialised requests, responses left as bytes: the client spends its (shared) CPU on the calls only.
+    requests = [
+        build_request(r["user_id"], args.k, features=r.get("features") or None).SerializeToString() for r in rows
+    ]
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    async with grpc.aio.insecure_channel(args.target, options=options) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+        check = await pb_grpc.RetrievalServiceStub(channel).RetrieveCandidates(
+            pb.RetrieveCandidatesRequest.FromString(requests[0]), timeout=args.timeout_s
+        )
+        if not check.candidates:
+            raise RuntimeError(f"unexpected response: {len(check.candidates)} candidates for k={args.k}")
+        stub = channel.unary_unary(METHOD)  # no (de)serialisers: bytes in, bytes out
+        now = time.perf_counter()
+        window = Window(now + args.warmup_s, now + args.warmup_s + args.duration_s)
+        marks = _window_marks(args.server_pid, window) if args.server_pid else []
+        extra: dict[str, float] = {}
+        if args.mode == "closed":
+            await closed_loop(stub, requests, args.concurrency, window, args.timeout_s)
+        else:
+            extra = await open_loop(stub, requests, args.rate, window, args.timeout_s)
+        await asyncio.gather(*marks)
+    ok = np.asarray(window.latencies) * 1000
+    result: dict[str, Any] = {
+        "mode": args.mode,
+        "concurrency": args.concurrency if args.mode == "closed" else None,
+        "offered_rate": args.rate if args.mode == "open" else None,
+        "duration_s": args.duration_s,
+        "k": args.k,
+        "completed_ok": int(ok.size),
+        "qps": ok.size / args.duration_s,
+        "errors": {code: n for code, n in window.codes.items() if code != "OK"},
+        **{f"p{p:g}_ms": float(np.percentile(ok, p)) if ok.size else float("nan") for p in PERCENTILES},
+        "mean_ms": float(ok.mean()) if ok.size else float("nan"),
+        **extra,
+    }
+    return result
+
+
+def _window_marks(pid: int, window: Window) -> list[asyncio.Task[None]]:
+    async def mark_at(when: float) -> None:
+        await asyncio.sleep(max(0.0, when - time.perf_counter()))
+        os.kill(pid, signal.SIGUSR1)
+
+    loop = asyncio.get_running_loop()
+    return [loop.create_task(mark_at(window.start)), loop.create_task(mark_at(window.end))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--target", required=True, help="host:port")
+    parser.add_argument("--requests-file", required=True, help="JSON list of {user_id, features}")
+    parser.add_argument("--mode", choices=("closed", "open"), required=True)
+    parser.add_argument("--concurrency", type=int, default=1, help="closed loop: outstanding requests")
+    parser.add_argument("--rate", type=float, default=100.0, help="open loop: requests per second")
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--timeout-s", type=float, default=10.0)
+    parser.add_argument("--server-pid", type=int, default=0, help="SIGUSR1 this pid at window start and end")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.rate <= 0 or args.duration_s <= 0:
+        parser.error("--concurrency must be >= 1, --rate and --duration-s > 0")
+    result = asyncio.run(run(args))
+    text = json.dumps(result, indent=2)
+    if args.out is None:
+        print(text)
+    else:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
