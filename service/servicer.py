@@ -15,7 +15,7 @@ from service.errors import InvalidRequest, NotReady, ServiceError, status_for
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from service.query import Query
-from service.validation import ServiceLimits, feature_kind, request_features, validate_request
+from service.validation import ServiceLimits, feature_kind, history_length, request_features, validate_request
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def service_info(engine: Engine, limits: ServiceLimits) -> pb.GetServiceInfoResp
         features=[pb.FeatureSpec(name=f.name, kind=feature_kind(f)) for f in request_features(engine.spec)],
         similarity=manifest.similarity,
         bundle_format_version=str(manifest.format_version),
-        max_history_length=0,  # the query towers of this bundle format take no history
+        max_history_length=history_length(engine.spec),
     )
 
 

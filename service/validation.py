@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from model.features import CategoricalFeature, Feature, TowerSpec
+from model.sequence.serving import HISTORY_FEATURE  # filled from the request's history_item_ids
 from service.errors import InvalidRequest
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.query import FeatureInput, Query
@@ -61,8 +62,16 @@ def feature_kind(feature: Feature) -> pb.FeatureKind:
 
 
 def request_features(spec: TowerSpec) -> list[Feature]:
-    """The features a request may set in `user_features` (all tower inputs but the user id)."""
-    return [f for f in spec.features if f.name != USER_ID_FEATURE]
+    """The features a request may set in `user_features` (all tower inputs but the user id and history)."""
+    return [f for f in spec.features if f.name not in (USER_ID_FEATURE, HISTORY_FEATURE)]
+
+
+def history_length(spec: TowerSpec) -> int:
+    """How many recent items a sequential query tower reads (0 when the tower takes no history)."""
+    for feature in spec.features:
+        if feature.name == HISTORY_FEATURE and isinstance(feature, CategoricalFeature):
+            return feature.max_values
+    return 0
 
 
 def validate_request(request: pb.RetrieveCandidatesRequest, spec: TowerSpec, limits: ServiceLimits) -> Query:
@@ -97,12 +106,18 @@ def _convert_features(
     for name in request.user_features:
         if name == USER_ID_FEATURE:
             raise InvalidRequest(f'user_features["{name}"]', "set the request's user_id field instead")
+        if name == HISTORY_FEATURE:
+            raise InvalidRequest(f'user_features["{name}"]', "set the request's history_item_ids field instead")
         if name not in known:
             raise InvalidRequest(f'user_features["{name}"]', f"unknown feature; known features: {sorted(known)}")
     row: dict[str, FeatureInput] = {}
     for feature in spec.features:
         if feature.name == USER_ID_FEATURE:
             row[feature.name] = request.user_id
+        elif feature.name == HISTORY_FEATURE and isinstance(feature, CategoricalFeature):
+            # The sequential tower reads the latest max_values items, most recent last.
+            recent = tuple(request.history_item_ids)[-feature.max_values :] if feature.max_values else ()
+            row[feature.name] = recent + ("",) * (feature.max_values - len(recent))
         elif feature.name in request.user_features:
             row[feature.name] = _convert_value(feature, request.user_features[feature.name], limits)
         else:
