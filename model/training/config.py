@@ -112,9 +112,9 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 512
-    learning_rate: float = 0.005
+    learning_rate: float = 0.002
     seed: int = 42
-    patience: int = 3
+    patience: int = 5
     eval_k: int = 10
     mixed_precision: bool = False
     jit_compile: bool = False
