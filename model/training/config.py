@@ -83,7 +83,7 @@ class ModelConfig:
     feature_dim: int = 32
     feature_dim_multiplier: float = 0.0
     similarity: str = "cosine"
-    temperature: float = 0.1
+    temperature: float = 0.05
     logq_correction: bool = True
     sampler: str = "in-batch"
     popularity_samples: int = 256
