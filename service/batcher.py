@@ -141,8 +141,11 @@ class MicroBatcher(Generic[T, R]):
             except Exception:  # keep serving: the batch's futures already hold the error
                 logger.exception("batch failed size=%d", len(batch))
             finally:
-                for _ in batch:
+                for _ in range(len(batch)):
                     self._queue.task_done()
+                # Waiting for the next batch must not keep this one's jobs alive: their items hold the engine
+                # they were validated against, which would pin a replaced model version in memory.
+                del batch
 
     async def _collect(self) -> list[_Job[T, R]]:
         first = await self._queue.get()

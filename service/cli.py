@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
 from service.server import ServerConfig, TlsConfig, build_server
 from service.validation import ServiceLimits
@@ -44,7 +45,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate chain (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="server private key (PEM)")
     parser.add_argument("--tls-client-ca", type=Path, default=None, help="require client certs signed by this CA")
-    parser.add_argument("--auth-token-file", type=Path, default=None, help="accepted bearer tokens, one per line")
+    parser.add_argument(
+        "--auth-token-file", type=Path, default=None,
+        help="accepted bearer tokens, one per line, each optionally followed by expires=<ISO-8601 time>",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -54,9 +58,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
         raise SystemExit("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
     tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
-    tokens: tuple[str, ...] = ()
+    tokens: tuple[str | BearerToken, ...] = ()
     if args.auth_token_file is not None:
-        tokens = tuple(line.strip() for line in args.auth_token_file.read_text().splitlines() if line.strip())
+        tokens = parse_token_lines(args.auth_token_file.read_text())
     return ServerConfig(
         models_dir=args.models_dir,
         model_name=args.model_name,

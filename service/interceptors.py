@@ -3,12 +3,13 @@
 The final code is read the way grpc.aio settles it: a handler that returns normally ends with the code it set on
 the context (OK when none); `context.abort(...)` raises after setting the code, which the context still holds;
 an unexpected exception ends as UNKNOWN; a cancelled call as CANCELLED. Streaming handlers are timed until
-their last message.
+their last message (async generators) or until they return (coroutines that send with `context.write`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -103,7 +104,12 @@ class _Call:
 
         return observed
 
-    def wrap_stream(self, behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+    def wrap_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        if not inspect.isasyncgenfunction(behavior):
+            # A streaming handler written as a coroutine that sends with `context.write` (e.g. the stock
+            # grpc.health.v1 Watch): iterating over it would raise TypeError, so time it like a unary one.
+            return self.wrap_unary(behavior)
+
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             start = self._started()
             error: BaseException | None = None

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from service.auth import BearerTokenInterceptor
+from service.auth import BearerToken, BearerTokenInterceptor
 from service.batcher import BatcherConfig, MicroBatcher
+from service.decoding import RequestDecodingInterceptor
 from service.engine import Engine, RetrievalResult, retrieve_grouped
 from service.fanout import FanOutObserver
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from service.health import HealthServicer
 from service.interceptors import MetricsInterceptor
 from service.metrics import MetricsEndpoint, RetrievalMetrics
 from service.model_manager import EngineLoader, ModelManager, load_engine
@@ -74,7 +75,8 @@ class ServerConfig:
         grace_period_s: how long shutdown waits for in-flight calls.
         gpu_device: FAISS GPU id for the index; negative keeps it on the CPU.
         tls: TLS / mTLS files; None serves plaintext.
-        auth_tokens: accepted bearer tokens; empty disables token auth.
+        auth_tokens: accepted bearer tokens (strings, or `BearerToken`s with an expiry); empty disables token
+            auth.
         metrics_port: HTTP port of Prometheus `/metrics` on `host`; 0 picks a free one; None serves no metrics.
     """
 
@@ -95,7 +97,7 @@ class ServerConfig:
     grace_period_s: float = 10.0
     gpu_device: int = 0
     tls: TlsConfig | None = None
-    auth_tokens: tuple[str, ...] = ()
+    auth_tokens: tuple[str | BearerToken, ...] = field(default=(), repr=False)  # secrets: never in reprs
     metrics_port: int | None = None
 
     def __post_init__(self) -> None:
@@ -115,7 +117,7 @@ class ServerHandles:
     server: grpc.aio.Server
     manager: ModelManager
     batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult]
-    health: health_aio.HealthServicer
+    health: HealthServicer
     compute_executor: ThreadPoolExecutor
     loader_executor: ThreadPoolExecutor
     grace_period_s: float
@@ -169,7 +171,7 @@ async def build_server(
         config: the server configuration.
         observer: receives serving events; with `config.metrics_port` the Prometheus metrics receive them too.
         interceptors: extra server interceptors, run after the metrics interceptor and before token
-            authentication.
+            authentication (and the request decoding guard, which runs last).
         loader: builds a warm engine from a bundle directory; default `load_engine`.
 
     Returns:
@@ -194,7 +196,7 @@ async def build_server(
     batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult] = MicroBatcher(
         retrieve_grouped, compute, config.batcher, observer
     )
-    health = health_aio.HealthServicer()
+    health = HealthServicer()
     for name in HEALTH_SERVICES:
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
@@ -202,6 +204,7 @@ async def build_server(
     chain.extend(interceptors)
     if config.auth_tokens:
         chain.append(BearerTokenInterceptor(config.auth_tokens))
+    chain.append(RequestDecodingInterceptor())  # innermost: unparseable requests become INVALID_ARGUMENT
     server = grpc.aio.server(interceptors=chain, options=channel_options(config))
     pb_grpc.add_RetrievalServiceServicer_to_server(RetrievalServicer(manager, batcher, config.limits), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
