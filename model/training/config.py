@@ -75,6 +75,7 @@ class ModelConfig:
         memory_warmup_steps: steps before the memory bank serves negatives.
         streaming_frequency: estimate item frequencies while training instead of counting them.
         hard_negatives: keep only this many hardest negatives per row (0 = all).
+        tower: "two-tower" (user features -> query) or "sequential" (item history -> query, see [sequence]).
     """
 
     embedding_dim: int = 64
@@ -91,6 +92,7 @@ class ModelConfig:
     memory_warmup_steps: int = 200
     streaming_frequency: bool = False
     hard_negatives: int = 0
+    tower: str = "two-tower"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,48 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SequenceConfig:
+    """The sequential query tower (model.tower = "sequential"); the width is model.embedding_dim.
+
+    Attributes:
+        encoder: "transformer" or "average" (mean of the last `last_n` item embeddings, YouTube-DNN style).
+        objective: "masked" (BERT4Rec, random masking) or "causal" (SASRec, next item at every position).
+        max_length: window length L of training sequences and of served histories.
+        mask_probability: masking probability of the masked objective.
+        num_layers: transformer blocks.
+        num_heads: attention heads.
+        ff_dim: feed-forward width of a block (0 = 4 * embedding_dim).
+        dropout: dropout of the encoder and its head.
+        last_n: items averaged by the average encoder.
+        head_units: hidden ReLU layers of the head after the encoder.
+        tied_item_embeddings: the item tower is the encoder's item-id embedding table (weight tying);
+            False trains a separate item tower from the item features.
+        stride: training windows end every `stride` items of a user (0 = max_length, no overlap).
+        max_targets: at most this many scored positions per batch (0 = all).
+        padding: "left" or "right".
+        user_features: feed the user side features (not the user id) to the head as context.
+        full_softmax: score every catalog item as a negative instead of using model.sampler.
+    """
+
+    encoder: str = "transformer"
+    objective: str = "causal"
+    max_length: int = 50
+    mask_probability: float = 0.2
+    num_layers: int = 2
+    num_heads: int = 2
+    ff_dim: int = 0
+    dropout: float = 0.2
+    last_n: int = 10
+    head_units: tuple[int, ...] = ()
+    tied_item_embeddings: bool = True
+    stride: int = 0
+    max_targets: int = 0
+    padding: str = "left"
+    user_features: bool = False
+    full_softmax: bool = False
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Where the model bundle goes.
 
@@ -152,6 +196,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
     output_dir: str = "runs/latest"
     pushgateway: str = ""
 

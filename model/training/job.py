@@ -26,6 +26,7 @@ from model.data import (
     load_movielens_100k,
 )
 from model.evaluation import full_report
+from model.sequence.training import train_sequential
 from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
 from model.training.config import DataConfig, RunConfig, to_dict
 from model.training.distribute import is_chief, make_strategy, worker_index
@@ -34,8 +35,7 @@ from model.training.pipeline import user_feature_rows
 from model.training.prepare import PreparedData, prepare
 from model.training.pushgateway import push_run_metrics
 from model.training.report import plot_history, summary_markdown, write_metrics
-from model.training.trainer import build_model, train, write_atomic
-from model.two_tower import TwoTowerModel
+from model.training.trainer import TrainedRun, build_model, train, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class RunResult:
     """What a finished run produced."""
 
     metrics: dict[str, Any]
-    model: TwoTowerModel
+    model: keras.Model
     data: PreparedData
     run_dir: Path
     bundle: Path | None
@@ -144,17 +144,13 @@ def _run(
         use_weights=config.data.use_weights,
         display_column=display,
     )
-    with strategy.scope():
-        model = build_model(data, config.model, config.train)
-    started = time.perf_counter()
-    state = train(model, data, config.train, run_dir, resume=resume, extra_callbacks=callbacks)
-    seconds = time.perf_counter() - started
-
-    queries = model.query_embeddings(user_feature_rows(data.user_features, data.test.users))
-    item_embeddings = model.item_embeddings()
-    test = full_report(
-        queries, item_embeddings, data.test.items, data.catalog.popularity, data.test_exclusions, seed=config.train.seed
-    )
+    if config.model.tower == "sequential":
+        trained = train_sequential(config, log, split, data, strategy, run_dir, resume=resume, callbacks=callbacks)
+    elif config.model.tower == "two-tower":
+        trained = _train_two_tower(config, data, strategy, run_dir, resume, callbacks)
+    else:
+        raise ValueError(f"model.tower must be 'two-tower' or 'sequential', got {config.model.tower!r}")
+    state, test = trained.state, trained.test
     epoch_seconds = sum(row["seconds"] for row in state.history)
     metrics: dict[str, Any] = {
         "model_name": config.export.name,
@@ -168,14 +164,14 @@ def _run(
             "epochs_done": state.epochs_done,
             "best_epoch": state.best_epoch,
             "stopped_early": state.stopped_early,
-            "seconds": seconds,
-            "examples_per_second": len(data.train) * len(state.history) / max(epoch_seconds, 1e-9),
+            "seconds": trained.seconds,
+            "examples_per_second": trained.num_examples * len(state.history) / max(epoch_seconds, 1e-9),
             "history": state.history,
         },
         "test": test,
         "bundle": None,
     }
-    bundle = _export(config, model, data, item_embeddings, test) if config.export.enabled and chief else None
+    bundle = _export(config, trained, data) if config.export.enabled and chief else None
     metrics["bundle"] = str(bundle) if bundle else None
     write_metrics(run_dir / "metrics.json", metrics)
     if config.pushgateway and chief:
@@ -183,19 +179,40 @@ def _run(
     if state.history:
         plot_history(state.history, run_dir / "training.png", config.train.eval_k)
     write_atomic(run_dir / "summary.md", summary_markdown(metrics))
-    return RunResult(metrics=metrics, model=model, data=data, run_dir=run_dir, bundle=bundle)
+    return RunResult(metrics=metrics, model=trained.model, data=data, run_dir=run_dir, bundle=bundle)
 
 
-def _export(
-    config: RunConfig, model: TwoTowerModel, data: PreparedData, item_embeddings: np.ndarray, test: dict[str, Any]
-) -> Path | None:
+def _train_two_tower(
+    config: RunConfig,
+    data: PreparedData,
+    strategy: tf.distribute.Strategy,
+    run_dir: Path,
+    resume: bool,
+    callbacks: list[keras.callbacks.Callback] | None,
+) -> TrainedRun:
+    with strategy.scope():
+        model = build_model(data, config.model, config.train)
+    started = time.perf_counter()
+    state = train(model, data, config.train, run_dir, resume=resume, extra_callbacks=callbacks)
+    seconds = time.perf_counter() - started
+
+    queries = model.query_embeddings(user_feature_rows(data.user_features, data.test.users))
+    item_embeddings = model.item_embeddings()
+    test = full_report(
+        queries, item_embeddings, data.test.items, data.catalog.popularity, data.test_exclusions, seed=config.train.seed
+    )
+    return TrainedRun(model, state, seconds, len(data.train), test, item_embeddings, model.query_tower, data.query_spec)
+
+
+def _export(config: RunConfig, trained: TrainedRun, data: PreparedData) -> Path | None:
+    item_embeddings, test = trained.item_embeddings, trained.test
     kind = cast(IndexKind, config.export.index)  # choose_index_spec rejects unknown kinds by name
     spec = choose_index_spec(len(data.catalog), item_embeddings.shape[1], kind=kind)
     return export_bundle(
         Path(config.export.models_dir),
         config.export.name,
-        query_tower=model.query_tower,
-        query_spec=data.query_spec,
+        query_tower=trained.query_tower,
+        query_spec=trained.query_spec,
         item_embeddings=item_embeddings,
         item_ids=data.catalog.external_ids.astype(str),
         popularity=data.catalog.popularity,

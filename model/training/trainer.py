@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.evaluation import evaluate_embeddings
+from model.features import TowerSpec
 from model.towers import build_tower
 from model.training.config import ModelConfig, TrainConfig
 from model.training.factory import make_sampler, make_scorer
@@ -23,6 +25,9 @@ from model.training.prepare import PreparedData
 from model.two_tower import TwoTowerModel
 
 logger = logging.getLogger(__name__)
+
+Validator = Callable[[keras.Model], dict[str, float]]
+"""Full-catalog validation metrics ({"recall@k": ...}) of a model in training."""
 
 STATE_FILE = "state.json"
 BEST_WEIGHTS = "best.weights.h5"
@@ -44,6 +49,31 @@ class TrainingState:
 
     def save(self, path: Path) -> None:
         write_atomic(path, json.dumps(self.__dict__, indent=2))
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedRun:
+    """A trained model with what the job reports and exports.
+
+    Attributes:
+        model: the trained model (best validation epoch's weights).
+        state: the training history and early-stopping bookkeeping.
+        seconds: wall time of training (validation included).
+        num_examples: training examples per epoch.
+        test: `full_report` of the test queries.
+        item_embeddings: [num_items, d] catalog embeddings.
+        query_tower: the served query tower (raw features -> [B, d]).
+        query_spec: its feature schema for the bundle manifest.
+    """
+
+    model: keras.Model
+    state: TrainingState
+    seconds: float
+    num_examples: int
+    test: dict[str, Any]
+    item_embeddings: np.ndarray
+    query_tower: keras.Model
+    query_spec: TowerSpec
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -76,18 +106,25 @@ def validation_metrics(model: TwoTowerModel, data: PreparedData, ks: tuple[int, 
 
 
 class EpochEnd(keras.callbacks.Callback):
-    """Validates, records history, keeps the best weights, checkpoints and decides early stopping."""
+    """Validates, records history, keeps the best weights, checkpoints and decides early stopping.
+
+    Args:
+        validate: the model's validation metrics.
+        num_examples: training examples per epoch, for examples/s.
+    """
 
     def __init__(
         self,
-        data: PreparedData,
+        validate: Validator,
+        num_examples: int,
         config: TrainConfig,
         state: TrainingState,
         run_dir: Path,
         checkpoint: tf.train.CheckpointManager,
     ) -> None:
         super().__init__()
-        self.data, self.config, self.state, self.run_dir, self.checkpoint = data, config, state, run_dir, checkpoint
+        self.validate, self.num_examples = validate, num_examples
+        self.config, self.state, self.run_dir, self.checkpoint = config, state, run_dir, checkpoint
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -96,14 +133,14 @@ class EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         seconds = time.perf_counter() - self._started
-        metrics = validation_metrics(self.model, self.data, (self.config.eval_k,), self.config.seed)
+        metrics = self.validate(self.model)
         recall = metrics[f"recall@{self.config.eval_k}"]
         logs[f"val_recall@{self.config.eval_k}"] = recall
         row = {
             "epoch": epoch + 1,
             "loss": float(logs.get("loss", np.nan)),
             "seconds": seconds,
-            "examples_per_second": len(self.data.train) / max(seconds, 1e-9),
+            "examples_per_second": self.num_examples / max(seconds, 1e-9),
             **{f"val_{k}": v for k, v in metrics.items()},
         }
         self.state.history.append(row)
@@ -128,18 +165,22 @@ class EpochEnd(keras.callbacks.Callback):
 
 
 def train(
-    model: TwoTowerModel,
+    model: keras.Model,
     data: PreparedData,
     config: TrainConfig,
     run_dir: Path,
     *,
     resume: bool = False,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    dataset: tf.data.Dataset | None = None,
+    num_examples: int | None = None,
+    validate: Validator | None = None,
 ) -> TrainingState:
     """Fits `model`, checkpointing every epoch into `run_dir/checkpoints`; ends with the best weights loaded.
 
     With `resume`, weights, optimizer and sampler state come from the latest checkpoint and training goes
-    on from the epoch after it.
+    on from the epoch after it. A model other than the two-tower (e.g. the sequential one) passes its own
+    `dataset` (with `num_examples` per epoch) and `validate`; the defaults train a `TwoTowerModel` on `data`.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -152,14 +193,19 @@ def train(
         state = TrainingState.load(run_dir / STATE_FILE)
         logger.info("resumed from %s after epoch %d", manager.latest_checkpoint, state.epochs_done)
     if not state.stopped_early and state.epochs_done < config.epochs:
-        dataset = training_dataset(data.train, data.user_features, batch_size=config.batch_size, seed=config.seed)
+        if dataset is None:
+            dataset = training_dataset(data.train, data.user_features, batch_size=config.batch_size, seed=config.seed)
+            num_examples = len(data.train)
+        if validate is None:
+            validate = lambda m: validation_metrics(m, data, (config.eval_k,), config.seed)  # noqa: E731
+        epoch_end = EpochEnd(validate, num_examples or 0, config, state, run_dir, manager)
         model.fit(
             dataset,
             epochs=config.epochs,
             initial_epoch=state.epochs_done,
             verbose=config.verbose,
             shuffle=False,  # the dataset shuffles itself
-            callbacks=[EpochEnd(data, config, state, run_dir, manager), *(extra_callbacks or [])],
+            callbacks=[epoch_end, *(extra_callbacks or [])],
         )
     if (run_dir / BEST_WEIGHTS).exists():
         model.load_weights(str(run_dir / BEST_WEIGHTS))

@@ -1,0 +1,125 @@
+"""`retrieval-train` with model.tower = "sequential": planted next-item structure, bundle, resume."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from model.bundle import open_bundle
+from model.data import InteractionLog, leave_last_out
+from model.sequence import HISTORY_FEATURE
+from model.sequence.training import check_config, query_embeddings, sequence_data
+from model.training.config import SequenceConfig, build_config
+from model.training.job import run
+
+pytestmark = pytest.mark.slow  # two short training runs, about 35 s together
+
+NUM_ITEMS, CLUSTERS, USERS, EVENTS, L = 120, 6, 300, 14, 8
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the run right after epoch `after` has been checkpointed (a crash, as far as the job knows)."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Each user walks through one cluster of consecutive items (i is followed by i + 1), 10% noise."""
+    rng = np.random.default_rng(0)
+    size = NUM_ITEMS // CLUSTERS
+    cluster = rng.integers(CLUSTERS, size=USERS)
+    start = rng.integers(size, size=USERS)
+    items = cluster[:, None] * size + (start[:, None] + np.arange(EVENTS)) % size
+    items = np.where(rng.random(items.shape) < 0.1, rng.integers(NUM_ITEMS, size=items.shape), items)
+    directory = tmp_path_factory.mktemp("sequential-log")
+    lines = ["user_id,item_id,timestamp"] + [
+        f"u{u},i{items[u, t]},{1000 * u + t}" for u in range(USERS) for t in range(EVENTS)
+    ]
+    (directory / "log.csv").write_text("\n".join(lines) + "\n")
+    (directory / "users.csv").write_text(
+        "\n".join(["user_id,segment"] + [f"u{u},s{u % 3}" for u in range(USERS)]) + "\n"
+    )
+    return directory
+
+
+def _config(world, tmp_path, name, epochs=6, **sequence):
+    return build_config(
+        {
+            "data": {
+                "source": "files",
+                "interactions": str(world / "log.csv"),
+                "user_features": str(world / "users.csv"),
+                "user_categorical": ["segment"],
+            },
+            "model": {"tower": "sequential", "embedding_dim": 32, "temperature": 0.1},
+            "sequence": {"max_length": L, "num_layers": 1, "dropout": 0.1, **sequence},
+            "train": {"epochs": epochs, "batch_size": 64, "learning_rate": 0.005, "patience": 0, "verbose": 0},
+            "export": {"models_dir": str(tmp_path / "models"), "name": "sequential"},
+            "output_dir": str(tmp_path / name),
+        }
+    )
+
+
+def test_sequential_job_learns_next_items_and_serves_the_offline_embedding(world, tmp_path):
+    config = _config(world, tmp_path, "run", objective="masked", user_features=True, full_softmax=True)
+    result = run(config)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    model, popularity = metrics["test"]["model"]["excluding_train"], metrics["test"]["popularity"]["excluding_train"]
+    assert popularity["recall@10"] < 0.15
+    assert model["recall@10"] > 0.6, model
+    assert len(metrics["training"]["history"]) == 6
+    for name in ("training.png", "summary.md"):
+        assert (result.run_dir / name).stat().st_size > 0
+
+    bundle = open_bundle(result.bundle)
+    assert bundle.manifest.query_tower.feature(HISTORY_FEATURE).max_values == L
+    assert bundle.manifest.item_count == len(result.data.catalog)
+    log = np.loadtxt(world / "log.csv", delimiter=",", skiprows=1, dtype=str)
+    sequences = sequence_data(*_log_and_split(log), result.data, config.sequence)
+    offline = query_embeddings(result.model, sequences.test, sequences)[:40]
+    users = result.data.test.users[:40]
+    history = np.array([_history(log, result.data.user_ids[u]) for u in users])
+    segments = result.data.user_features["segment"][users]
+    served = bundle.load_query_tower()({HISTORY_FEATURE: history, "segment": segments})
+    np.testing.assert_allclose(served, offline, atol=1e-5)
+    np.testing.assert_allclose(bundle.load_item_embeddings(), result.model.item_embeddings(), atol=1e-5)
+
+
+def _log_and_split(rows):
+    log = InteractionLog(rows[:, 0], rows[:, 1], rows[:, 2].astype(float), np.ones(len(rows)))
+    return log, leave_last_out(log)
+
+
+def _history(rows, user):
+    """The user's items before their test item, most recent last, as the service receives them."""
+    mine = rows[rows[:, 0] == user]
+    return mine[np.argsort(mine[:, 2].astype(float), kind="stable"), 1][-L - 1 : -1]
+
+
+def test_sequential_resume_continues_the_interrupted_run(world, tmp_path):
+    config = _config(world, tmp_path, "interrupted", epochs=3, encoder="average", last_n=4, full_softmax=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, callbacks=[Interrupt(after=2)])
+    resumed = run(config, resume=True)
+    history = resumed.metrics["training"]["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]  # epochs 1-2 from the first process, 3 resumed
+    test = resumed.metrics["test"]
+    assert test["model"]["excluding_train"]["recall@10"] > 2 * test["popularity"]["excluding_train"]["recall@10"]
+
+
+def test_bad_sequence_settings_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"sequence.encoder must be one of .* got 'lstm'"):
+        check_config(SequenceConfig(encoder="lstm"))
+    with pytest.raises(ValueError, match="max_length >= 1"):
+        check_config(SequenceConfig(max_length=0))
+    config = {"data": {"source": "synthetic"}, "model": {"tower": "three"}, "output_dir": str(tmp_path)}
+    with pytest.raises(ValueError, match=r"model.tower must be 'two-tower' or 'sequential', got 'three'"):
+        run(build_config(config))
