@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.catalog import ItemCatalog
+from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
 from model.scorer import ContrastiveScorer, contrastive_loss
 
@@ -91,19 +92,8 @@ class TwoTowerModel(keras.Model):
         item_ids = tf.cast(item_ids, tf.int64)
         query = self.query_tower(query_features, training=training)
         positive = self.encode_items(item_ids, training=training)
-        negatives = self.sampler.sample(item_ids, positive, lambda ids: self.encode_items(ids, training=training))
-        logits = self.scorer(
-            query,
-            positive,
-            item_ids,
-            negatives.embeddings,
-            negatives.ids,
-            negative_log_q=negatives.log_q,
-            positive_log_q=self.sampler.log_q(item_ids) if self.scorer.logq_correction else None,
-            negative_valid=negatives.valid,
-        )
-        if isinstance(logits, tuple):
-            logits = logits[0]
+        encode = lambda ids: self.encode_items(ids, training=training)  # noqa: E731
+        logits = sampled_logits(query, positive, item_ids, self.sampler, self.scorer, encode)
         return logits, positive
 
     def train_step(self, data: Any) -> dict[str, Any]:

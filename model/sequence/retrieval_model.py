@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras import ops
 
 from model.catalog import ItemCatalog
+from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
 from model.scorer import ContrastiveScorer, contrastive_loss
 from model.sequence.masking import gather_positions
@@ -179,19 +180,8 @@ class SequentialRetrievalModel(keras.Model):
         """Logits [M, 1 + k] (positive in column 0), positives [M, d], target ids [M] and weights [M]."""
         query, targets, weights = self._targets(features, sample_weight, training)
         positive = self.encode_items(targets, training=training)
-        negatives = self.sampler.sample(targets, positive, lambda ids: self.encode_items(ids, training=training))
-        logits = self.scorer(
-            query,
-            positive,
-            targets,
-            negatives.embeddings,
-            negatives.ids,
-            negative_log_q=negatives.log_q,
-            positive_log_q=self.sampler.log_q(targets) if self.scorer.logq_correction else None,
-            negative_valid=negatives.valid,
-        )
-        if isinstance(logits, tuple):
-            logits = logits[0]
+        encode = lambda ids: self.encode_items(ids, training=training)  # noqa: E731
+        logits = sampled_logits(query, positive, targets, self.sampler, self.scorer, encode)
         return logits, positive, targets, weights
 
     def train_step(self, data: Any) -> dict[str, Any]:
