@@ -83,6 +83,12 @@ class MicroBatcher(Generic[T, R]):
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
+    def check_room(self, count: int = 1) -> None:
+        """Raises `Overloaded` when the queue lacks room for `count` items: lets callers refuse before doing work."""
+        if count > self._config.queue_size - self._queue.qsize():
+            self._observer.on_rejected()
+            raise Overloaded(f"request queue full ({self._queue.qsize()} of {self._config.queue_size} waiting)")
+
     def start(self) -> None:
         """Starts the batching loop on the running event loop."""
         if self._task is None:
@@ -115,10 +121,7 @@ class MicroBatcher(Generic[T, R]):
         """Queues all items, or none when the queue lacks room for all of them, and waits for their results."""
         if self._closed or self._task is None:
             raise NotReady("the server is not accepting requests (batcher stopped)")
-        free = self._config.queue_size - self._queue.qsize()
-        if len(items) > free:
-            self._observer.on_rejected()
-            raise Overloaded(f"request queue full ({self._queue.qsize()} of {self._config.queue_size} waiting)")
+        self.check_room(len(items))
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         deadline = None if timeout_s is None else now + timeout_s

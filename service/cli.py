@@ -41,6 +41,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reload-interval-s", type=float, default=defaults.reload_interval_s)
     parser.add_argument("--max-connection-age-s", type=float, default=None)
     parser.add_argument("--grace-period-s", type=float, default=defaults.grace_period_s)
+    parser.add_argument(
+        "--drain-s", type=float, default=defaults.drain_s,
+        help="at shutdown, answer new calls UNAVAILABLE for at least this long before closing the port",
+    )  # fmt: skip
     parser.add_argument("--gpu-device", type=int, default=defaults.gpu_device, help="FAISS GPU; -1 keeps CPU")
     parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate chain (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="server private key (PEM)")
@@ -77,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         reload_interval_s=args.reload_interval_s,
         max_connection_age_s=args.max_connection_age_s,
         grace_period_s=args.grace_period_s,
+        drain_s=args.drain_s,
         gpu_device=args.gpu_device,
         tls=tls,
         auth_tokens=tokens,

@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service.admission import AdmissionGate
 from service.auth import BearerToken, BearerTokenInterceptor
 from service.batcher import BatcherConfig, MicroBatcher
 from service.decoding import RequestDecodingInterceptor
@@ -72,7 +73,10 @@ class ServerConfig:
         max_connection_age_grace_s: time given to in-flight calls on an aged connection.
         max_receive_message_bytes: largest request message.
         max_send_message_bytes: largest response message.
-        grace_period_s: how long shutdown waits for in-flight calls.
+        grace_period_s: how long shutdown waits for in-flight calls, from the signal to the closed server.
+        drain_s: at shutdown, how long at least (within the grace period) the server keeps answering new calls
+            with UNAVAILABLE before it closes its port, so that calls sent before clients saw NOT_SERVING are
+            answered rather than cancelled by grpc-core.
         gpu_device: FAISS GPU id for the index; negative keeps it on the CPU.
         tls: TLS / mTLS files; None serves plaintext.
         auth_tokens: accepted bearer tokens (strings, or `BearerToken`s with an expiry); empty disables token
@@ -95,6 +99,7 @@ class ServerConfig:
     max_receive_message_bytes: int = 4 * 1024 * 1024
     max_send_message_bytes: int = 16 * 1024 * 1024
     grace_period_s: float = 10.0
+    drain_s: float = 0.5
     gpu_device: int = 0
     tls: TlsConfig | None = None
     auth_tokens: tuple[str | BearerToken, ...] = field(default=(), repr=False)  # secrets: never in reprs
@@ -106,8 +111,8 @@ class ServerConfig:
                 f"limits.max_batch_requests ({self.limits.max_batch_requests}) exceeds the queue size "
                 f"({self.batcher.queue_size}): such batch calls could never be queued"
             )
-        if self.reload_interval_s <= 0 or self.grace_period_s < 0:
-            raise ValueError(f"reload_interval_s must be > 0 and grace_period_s >= 0, got {self}")
+        if self.reload_interval_s <= 0 or self.grace_period_s < 0 or self.drain_s < 0:
+            raise ValueError(f"reload_interval_s must be > 0, grace_period_s and drain_s >= 0, got {self}")
 
 
 @dataclass
@@ -121,6 +126,8 @@ class ServerHandles:
     compute_executor: ThreadPoolExecutor
     loader_executor: ThreadPoolExecutor
     grace_period_s: float
+    gate: AdmissionGate = field(default_factory=AdmissionGate)
+    drain_s: float = 0.0
     watch_task: asyncio.Task[None] | None = None
     metrics: RetrievalMetrics | None = None
     metrics_endpoint: MetricsEndpoint | None = None
@@ -141,14 +148,26 @@ class ServerHandles:
         return engine
 
     async def shutdown(self, grace_s: float | None = None) -> None:
-        """NOT_SERVING, stop accepting calls, let in-flight calls finish (up to the grace period), stop."""
+        """Drains, then stops, all within the grace period.
+
+        Health turns NOT_SERVING and new calls are answered UNAVAILABLE by the servicer while the server still
+        runs; calls admitted before finish through the batcher. Once none is left (and at least `drain_s` has
+        passed), the server stops: only then does grpc-core close the port and cancel what it has not handed
+        to the application yet. Calls still running when the grace period ends are cancelled.
+        """
+        loop = asyncio.get_running_loop()
         grace = self.grace_period_s if grace_s is None else grace_s
-        logger.info("server shutting down grace_s=%.1f", grace)
+        end, drain_end = loop.time() + grace, loop.time() + min(self.drain_s, grace)
+        logger.info("server shutting down grace_s=%.1f drain_s=%.2f", grace, min(self.drain_s, grace))
+        self.gate.close()  # first: no call is admitted once a client can have seen NOT_SERVING
         await self.health.enter_graceful_shutdown()
         if self.watch_task is not None:
             self.watch_task.cancel()
             await asyncio.gather(self.watch_task, return_exceptions=True)
-        await self.server.stop(grace)
+        drained = await self.gate.drained(end - loop.time())
+        await asyncio.sleep(max(drain_end - loop.time(), 0.0))
+        logger.info("server drained admitted_calls_left=%d drained=%s", self.gate.active, drained)
+        await self.server.stop(max(end - loop.time(), 0.0))
         await self.batcher.stop()
         self.compute_executor.shutdown(wait=False)
         self.loader_executor.shutdown(wait=False, cancel_futures=True)
@@ -197,6 +216,7 @@ async def build_server(
         retrieve_grouped, compute, config.batcher, observer
     )
     health = HealthServicer()
+    gate = AdmissionGate()
     for name in HEALTH_SERVICES:
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
@@ -206,7 +226,7 @@ async def build_server(
         chain.append(BearerTokenInterceptor(config.auth_tokens))
     chain.append(RequestDecodingInterceptor())  # innermost: unparseable requests become INVALID_ARGUMENT
     server = grpc.aio.server(interceptors=chain, options=channel_options(config))
-    pb_grpc.add_RetrievalServiceServicer_to_server(RetrievalServicer(manager, batcher, config.limits), server)
+    pb_grpc.add_RetrievalServiceServicer_to_server(RetrievalServicer(manager, batcher, config.limits, gate), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, config)
@@ -217,7 +237,7 @@ async def build_server(
     await server.start()
     batcher.start()
     handles = ServerHandles(
-        server, manager, batcher, health, compute, loading, config.grace_period_s,
+        server, manager, batcher, health, compute, loading, config.grace_period_s, gate, config.drain_s,
         metrics=metrics, metrics_endpoint=endpoint,
     )  # fmt: skip
 

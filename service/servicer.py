@@ -9,6 +9,7 @@ from typing import Protocol, TypeVar
 
 import grpc
 
+from service.admission import AdmissionGate
 from service.batcher import MicroBatcher
 from service.engine import Engine, RetrievalResult
 from service.errors import InvalidRequest, NotReady, ServiceError, status_for
@@ -33,12 +34,14 @@ class EngineSource(Protocol):
 def _mapped_errors(
     method: Callable[[RetrievalServicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
 ) -> Callable[[RetrievalServicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
-    """Turns domain errors (and unexpected ones) into a gRPC status via `status_for`."""
+    """Admits the call through the servicer's gate; turns domain errors (and unexpected ones) into a gRPC status
+    via `status_for`."""
 
     @functools.wraps(method)
     async def wrapper(self: RetrievalServicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
-            return await method(self, request, context)
+            with self._gate.admit():
+                return await method(self, request, context)
         except ServiceError as error:
             code, details = status_for(error)
         except Exception as error:
@@ -57,6 +60,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         engines: gives the current engine (None before the first model loads → UNAVAILABLE).
         batcher: queues (engine, query) pairs and returns one result per pair.
         limits: request limits, also reported by GetServiceInfo.
+        gate: admits calls; once closed (shutdown) new calls get UNAVAILABLE. Default: a gate of its own.
     """
 
     def __init__(
@@ -64,10 +68,12 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         engines: EngineSource,
         batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult],
         limits: ServiceLimits,
+        gate: AdmissionGate | None = None,
     ) -> None:
         self._engines = engines
         self._batcher = batcher
         self._limits = limits
+        self._gate = gate or AdmissionGate()
 
     def _engine(self) -> Engine:
         engine = self._engines.current
@@ -79,6 +85,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     async def RetrieveCandidates(
         self, request: pb.RetrieveCandidatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetrieveCandidatesResponse:
+        self._batcher.check_room()  # refuse before validating: under overload refusals must be cheap
         engine = self._engine()
         query = validate_request(request, engine.spec, self._limits)
         result = await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
@@ -93,6 +100,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             raise InvalidRequest("requests", f"at most {limit} requests per call, got {count}")
         if not count:
             return pb.RetrieveCandidatesBatchResponse()
+        self._batcher.check_room(count)
         engine = self._engine()
         queries = []
         for i, single in enumerate(request.requests):

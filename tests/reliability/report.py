@@ -68,8 +68,11 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     ),
     "shutdown": (
         "7. Shutdown",
-        "SIGTERM to a `retrieval-serve` process (grace period 5 s) under closed-loop load from 16 callers, with a "
-        "health Watch stream open.",
+        "SIGTERM to a `retrieval-serve` process (grace period 5 s, drain 0.5 s) under closed-loop load from 16 "
+        "callers that keep sending whatever they are answered, with a health Watch stream open. Calls sent before "
+        "the signal must be OK (those sent in its last 50 ms, not yet handed to a handler, may be UNAVAILABLE); "
+        "calls sent before the client saw NOT_SERVING OK or UNAVAILABLE; CANCELLED only for calls sent at the "
+        "close of the port, after NOT_SERVING was seen and 0.45 s or more into the drain.",
     ),
     "training_faults": (
         "8. Training job faults",
@@ -101,13 +104,20 @@ FINDINGS = [
     "Fixed: bearer tokens could not expire; token files now accept `<token> expires=<ISO-8601>` (plain lines "
     "unchanged), expired tokens are refused with `UNAUTHENTICATED: bearer token expired`, and tokens are kept "
     "out of `ServerConfig`'s repr (its validation errors print the config).",
-    "Known, not fixed: when arrivals exceed what the server's event loop can accept and refuse (about 1.3-2k "
-    "calls/s on 2 shared cores, several times a cheap model's compute capacity), grpc-core's backlog protection "
-    "cancels calls (CANCELLED) before they reach the service, and goodput drops below capacity. The overload "
-    "scenario therefore uses a compute-bound model; protect such replicas with client-side concurrency limits.",
-    "Known, not fixed: calls that reach grpc-core in the last milliseconds before shutdown (not yet handed to "
-    "the application) are cancelled by grpc-core with CANCELLED rather than UNAVAILABLE; the shutdown scenario "
-    "counts them separately.",
+    "Known, not fixed (cause found): grpc.aio hands calls from grpc-core to the application one per event-loop "
+    "turn, so with a cheap model the event loop, not the batcher, is the bottleneck: every call the application "
+    "sees it can serve, its queue never fills (no RESOURCE_EXHAUSTED), and the excess waits in grpc-core's "
+    "pending list, out of reach of any admission control (seconds of latency, then CANCELLED by grpc-core's "
+    "backlog protection beyond 1,000 pending calls). A no-op grpc.aio server refusing every call manages about "
+    "3-4k calls/s on 2 shared cores beside the load generator, below 4x the cheap bundle's capacity (1-1.7k/s), "
+    "so the overload scenario keeps a compute-bound model. Refusals now happen before validation.",
+    "Fixed: on SIGTERM, `server.stop()` ran at once, and grpc-core cancels (CANCELLED) every call it has "
+    "received but not yet handed to the application, so calls sent in the last tens of milliseconds before the "
+    "signal failed. Shutdown now closes an admission gate first (new calls: UNAVAILABLE `server is shutting "
+    "down`, answered by the servicer while the server still runs), reports NOT_SERVING, waits until the admitted "
+    "calls are done and at least `--drain-s` has passed (both within the grace period), and only then stops the "
+    "server. CANCELLED remains possible only for a call that reaches grpc-core in the instant the port closes, "
+    "i.e. sent after NOT_SERVING was published and `--drain-s` into the shutdown.",
 ]
 
 
