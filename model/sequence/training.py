@@ -226,7 +226,11 @@ def train_sequential(
         extra_callbacks=callbacks,
         dataset=dataset,
         num_examples=int(sequences.train.lengths.sum()),
-        validate=lambda m: validation_metrics(m, data, sequences, (config.train.eval_k,), config.train.seed),
+        validate=(
+            (lambda m: validation_metrics(m, data, sequences, (config.train.eval_k,), config.train.seed))
+            if len(data.validation)
+            else None  # a refit on train + validation: no selection, the last epoch is kept
+        ),
     )
     seconds = time.perf_counter() - started
     item_embeddings = model.item_embeddings()

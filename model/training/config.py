@@ -34,6 +34,10 @@ class DataConfig:
         validation_cutoff: first timestamp of validation (split = "time").
         test_cutoff: first timestamp of test (split = "time").
         use_weights: weight examples by the weight column instead of treating all as positives.
+        refit_on_validation: move the validation interactions into training and train exactly
+            `train.epochs` epochs with no validation, early stopping or best-epoch selection (the last epoch
+            is kept); test queries, histories and exclusions are unchanged. For refitting a configuration
+            whose hyperparameters and epoch count were chosen on validation by an earlier run.
     """
 
     source: str = "movielens-100k"
@@ -54,6 +58,7 @@ class DataConfig:
     validation_cutoff: float = 0.0
     test_cutoff: float = 0.0
     use_weights: bool = False
+    refit_on_validation: bool = False
 
 
 @dataclass(frozen=True)

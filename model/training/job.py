@@ -105,6 +105,12 @@ def split_log(log: InteractionLog, config: DataConfig) -> Split:
     raise ValueError(f"data.split must be 'leave-last-out' or 'time', got {config.split!r}")
 
 
+def refit_split(split: Split) -> Split:
+    """`split` with its validation interactions moved into train, leaving no validation pairs."""
+    train = np.sort(np.concatenate([split.train, split.validation]))
+    return Split(train=train, validation=np.zeros(0, np.int64), test=split.test)
+
+
 def run(
     config: RunConfig, *, resume: bool = False, callbacks: list[keras.callbacks.Callback] | None = None
 ) -> RunResult:
@@ -135,6 +141,8 @@ def _run(
 
     log, users, items, display = load_data(config.data)
     split = split_log(log, config.data)
+    if config.data.refit_on_validation:
+        split = refit_split(split)
     data = prepare(
         log,
         split,
@@ -176,7 +184,7 @@ def _run(
     write_metrics(run_dir / "metrics.json", metrics)
     if config.pushgateway and chief:
         push_run_metrics(config.pushgateway, config.export.name, metrics)
-    if state.history:
+    if state.history and len(data.validation):  # a refit has no validation curve
         plot_history(state.history, run_dir / "training.png", config.train.eval_k)
     write_atomic(run_dir / "summary.md", summary_markdown(metrics))
     return RunResult(metrics=metrics, model=trained.model, data=data, run_dir=run_dir, bundle=bundle)

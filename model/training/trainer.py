@@ -109,13 +109,14 @@ class EpochEnd(keras.callbacks.Callback):
     """Validates, records history, keeps the best weights, checkpoints and decides early stopping.
 
     Args:
-        validate: the model's validation metrics.
+        validate: the model's validation metrics; None trains without validation (a refit): no early
+            stopping, no best weights, and the last epoch counts as the best.
         num_examples: training examples per epoch, for examples/s.
     """
 
     def __init__(
         self,
-        validate: Validator,
+        validate: Validator | None,
         num_examples: int,
         config: TrainConfig,
         state: TrainingState,
@@ -133,9 +134,7 @@ class EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         seconds = time.perf_counter() - self._started
-        metrics = self.validate(self.model)
-        recall = metrics[f"recall@{self.config.eval_k}"]
-        logs[f"val_recall@{self.config.eval_k}"] = recall
+        metrics = self.validate(self.model) if self.validate is not None else {}
         row = {
             "epoch": epoch + 1,
             "loss": float(logs.get("loss", np.nan)),
@@ -145,6 +144,24 @@ class EpochEnd(keras.callbacks.Callback):
         }
         self.state.history.append(row)
         self.state.epochs_done = epoch + 1
+        if metrics:
+            self._select(metrics[f"recall@{self.config.eval_k}"], epoch, logs)
+        else:
+            self.state.best_epoch = epoch + 1
+        self.checkpoint.save(checkpoint_number=epoch + 1)
+        self.state.save(self.run_dir / STATE_FILE)
+        logger.info(
+            "epoch %d loss=%.4f val_recall@%d=%s examples/s=%.0f",
+            epoch + 1,
+            row["loss"],
+            self.config.eval_k,
+            f"{metrics[f'recall@{self.config.eval_k}']:.4f}" if metrics else "-",
+            row["examples_per_second"],
+        )
+
+    def _select(self, recall: float, epoch: int, logs: dict[str, Any]) -> None:
+        """Keeps the best weights and stops after `patience` epochs without a better validation recall."""
+        logs[f"val_recall@{self.config.eval_k}"] = recall
         if recall > self.state.best_metric:
             self.state.best_metric, self.state.best_epoch = recall, epoch + 1
             self.model.save_weights(str(self.run_dir / BEST_WEIGHTS))
@@ -152,16 +169,6 @@ class EpochEnd(keras.callbacks.Callback):
         if patience > 0 and self.state.epochs_done - self.state.best_epoch >= patience:
             self.state.stopped_early = True
             self.model.stop_training = True
-        self.checkpoint.save(checkpoint_number=epoch + 1)
-        self.state.save(self.run_dir / STATE_FILE)
-        logger.info(
-            "epoch %d loss=%.4f val_recall@%d=%.4f examples/s=%.0f",
-            epoch + 1,
-            row["loss"],
-            self.config.eval_k,
-            recall,
-            row["examples_per_second"],
-        )
 
 
 def train(
@@ -181,7 +188,10 @@ def train(
     With `resume`, weights, optimizer and sampler state come from the latest checkpoint and training goes
     on from the epoch after it. A model other than the two-tower (e.g. the sequential one) passes its own
     `dataset` (with `num_examples` per epoch) and `validate`; the defaults train a `TwoTowerModel` on `data`.
+    Without `validate` and without validation pairs in `data` (a refit on train + validation), every epoch
+    up to `config.epochs` runs and the last one's weights are kept.
     """
+    selecting = validate is not None or len(data.validation) > 0
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=2)
@@ -196,7 +206,7 @@ def train(
         if dataset is None:
             dataset = training_dataset(data.train, data.user_features, batch_size=config.batch_size, seed=config.seed)
             num_examples = len(data.train)
-        if validate is None:
+        if validate is None and selecting:
             validate = lambda m: validation_metrics(m, data, (config.eval_k,), config.seed)  # noqa: E731
         epoch_end = EpochEnd(validate, num_examples or 0, config, state, run_dir, manager)
         model.fit(
@@ -207,6 +217,6 @@ def train(
             shuffle=False,  # the dataset shuffles itself
             callbacks=[epoch_end, *(extra_callbacks or [])],
         )
-    if (run_dir / BEST_WEIGHTS).exists():
+    if selecting and (run_dir / BEST_WEIGHTS).exists():
         model.load_weights(str(run_dir / BEST_WEIGHTS))
     return state

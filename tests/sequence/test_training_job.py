@@ -1,5 +1,6 @@
-"""`retrieval-train` with model.tower = "sequential": planted next-item structure, bundle, resume."""
+"""`retrieval-train` with model.tower = "sequential": planted next-item structure, bundle, resume, refit."""
 
+import dataclasses
 import json
 
 import keras
@@ -11,7 +12,7 @@ from model.data import InteractionLog, leave_last_out
 from model.sequence import HISTORY_FEATURE
 from model.sequence.training import check_config, query_embeddings, sequence_data
 from model.training.config import SequenceConfig, build_config
-from model.training.job import run
+from model.training.job import refit_split, run
 
 pytestmark = pytest.mark.slow  # two short training runs, about 35 s together
 
@@ -113,6 +114,32 @@ def test_sequential_resume_continues_the_interrupted_run(world, tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3]  # epochs 1-2 from the first process, 3 resumed
     test = resumed.metrics["test"]
     assert test["model"]["excluding_train"]["recall@10"] > 2 * test["popularity"]["excluding_train"]["recall@10"]
+
+
+def test_refit_on_validation_trains_on_validation_events_for_exactly_the_given_epochs(world, tmp_path):
+    selected = run(_config(world, tmp_path, "selected", epochs=2, encoder="average", last_n=4))
+    base = _config(world, tmp_path, "refit", epochs=3, encoder="average", last_n=4)
+    refit = dataclasses.replace(
+        base,
+        data=dataclasses.replace(base.data, refit_on_validation=True),
+        train=dataclasses.replace(base.train, patience=1),  # nothing to be patient about without validation
+        export=dataclasses.replace(base.export, enabled=False),
+    )
+    refitted = run(refit)
+    before, after = selected.metrics["data"], refitted.metrics["data"]
+    assert after["validation"] == 0 and after["train"] == before["train"] + before["validation"]
+    np.testing.assert_array_equal(refitted.data.test.items, selected.data.test.items)
+    np.testing.assert_array_equal(refitted.data.test_exclusions.indices, selected.data.test_exclusions.indices)
+    training = refitted.metrics["training"]
+    assert [row["epoch"] for row in training["history"]] == [1, 2, 3]
+    assert not any(key.startswith("val_") for row in training["history"] for key in row)
+    assert (training["best_epoch"], training["stopped_early"]) == (3, False)
+    assert not (refitted.run_dir / "best.weights.h5").exists()  # the last epoch's weights are the model
+    log = np.loadtxt(world / "log.csv", delimiter=",", skiprows=1, dtype=str)
+    windows = sequence_data(*_log_and_split(log), selected.data, refit.sequence).train
+    log_rows, split = _log_and_split(log)
+    refit_windows = sequence_data(log_rows, refit_split(split), refitted.data, refit.sequence).train
+    assert refit_windows.lengths.sum() == windows.lengths.sum() + before["validation"]
 
 
 def test_bad_sequence_settings_are_clear_errors(tmp_path):
