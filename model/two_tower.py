@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.catalog import ItemCatalog
+from model.inference import cached_function, catalog_embeddings
 from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
 from model.scorer import ContrastiveScorer, contrastive_loss
@@ -121,26 +122,15 @@ class TwoTowerModel(keras.Model):
         self._loss_tracker.update_state(contrastive_loss(logits, sample_weight))
         return self._logs()
 
-    def _inference_function(self, name: str, fn: Any) -> Any:
-        """A tf.function traced once per model (not once per call), tolerant of the last short batch."""
-        cache = self.__dict__.setdefault("_inference_functions", {})
-        if name not in cache:
-            cache[name] = tf.function(fn, reduce_retracing=True)
-        return cache[name]
-
     def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""
-        encode = self._inference_function("items", lambda ids: self.encode_items(ids, training=False))
-        parts = [
-            encode(tf.range(start, min(start + batch_size, len(self.catalog)), dtype=tf.int64)).numpy()
-            for start in range(0, len(self.catalog), batch_size)
-        ]
-        return np.concatenate(parts, axis=0).astype(np.float32)
+        encode = cached_function(self, "items", lambda ids: self.encode_items(ids, training=False))
+        return catalog_embeddings(encode, len(self.catalog), batch_size)
 
     def query_embeddings(self, query_features: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
         """[num_queries, d] float32 embeddings of the given raw query features."""
         n = len(next(iter(query_features.values())))
-        encode = self._inference_function("queries", lambda x: self.query_tower(x, training=False))
+        encode = cached_function(self, "queries", lambda x: self.query_tower(x, training=False))
         parts = [
             encode({k: v[start : start + batch_size] for k, v in query_features.items()}).numpy()
             for start in range(0, n, batch_size)

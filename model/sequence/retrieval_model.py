@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras import ops
 
 from model.catalog import ItemCatalog
+from model.inference import cached_function, catalog_embeddings
 from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
 from model.scorer import ContrastiveScorer, contrastive_loss
@@ -202,21 +203,10 @@ class SequentialRetrievalModel(keras.Model):
         self._loss_tracker.update_state(contrastive_loss(logits, weights))
         return {"loss": self._loss_tracker.result()}
 
-    def _inference_function(self, name: str, fn: Any) -> Any:
-        cache = self.__dict__.setdefault("_inference_functions", {})
-        if name not in cache:
-            cache[name] = tf.function(fn, reduce_retracing=True)
-        return cache[name]
-
     def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""
-        encode = self._inference_function("items", lambda ids: self.encode_items(ids, training=False))
-        n = len(self.catalog)
-        parts = [
-            encode(tf.range(start, min(start + batch_size, n), dtype=tf.int64)).numpy()
-            for start in range(0, n, batch_size)
-        ]
-        return np.concatenate(parts, axis=0).astype(np.float32)
+        encode = cached_function(self, "items", lambda ids: self.encode_items(ids, training=False))
+        return catalog_embeddings(encode, len(self.catalog), batch_size)
 
     def query_embeddings(
         self,
@@ -226,7 +216,7 @@ class SequentialRetrievalModel(keras.Model):
         batch_size: int = 4096,
     ) -> np.ndarray:
         """[n, d] float32 next-item query embeddings of histories laid out like the training windows."""
-        encode = self._inference_function("queries", lambda x: self(x, training=False))
+        encode = cached_function(self, "queries", lambda x: self(x, training=False))
         features = {TOKENS: np.asarray(tokens, np.int64), PADDING_MASK: np.asarray(padding_mask, bool)}
         features.update(context_features or {})
         parts = [
