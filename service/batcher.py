@@ -1,8 +1,11 @@
 """An asyncio micro-batcher: concurrent requests are queued and processed together, one call per batch.
 
 A batch closes when it holds `max_batch_size` requests or `max_delay_us` after its first request was queued.
-Requests whose deadline passed or whose caller went away are dropped before compute. The processing function
-runs in an executor (it blocks: TensorFlow and FAISS), so the event loop keeps accepting requests meanwhile.
+Up to `max_concurrent_batches` batches are processed at once; the next batch is collected only when one of
+them finishes, so under load requests gather in the queue while the workers are busy and batches grow with the
+load. Requests whose deadline passed or whose caller went away are dropped before compute. The processing
+function runs in an executor (it blocks: TensorFlow and FAISS), so the event loop keeps accepting requests
+meanwhile; the executor needs at least `max_concurrent_batches` threads.
 """
 
 from __future__ import annotations
@@ -32,15 +35,32 @@ class BatcherConfig:
         max_batch_size: most requests per batch.
         max_delay_us: longest wait, from the first request's arrival, for a batch to fill.
         queue_size: most requests waiting; beyond it `submit` raises `Overloaded`.
+        max_concurrent_batches: batches processed at the same time (each by its own executor thread). Two
+            single-threaded searches keep both CPU cores busy without the OpenMP barrier stalls that one
+            multi-threaded search suffers whenever the event loop takes a core; on a GPU they overlap the
+            tower, the copies and the search.
+        min_extra_batch_size: a batch beyond the first running one starts only once this many requests wait,
+            so cheap models keep forming batches on one worker instead of splitting the load into tiny ones.
     """
 
     max_batch_size: int = 64
     max_delay_us: int = 2000
     queue_size: int = 1024
+    max_concurrent_batches: int = 2
+    min_extra_batch_size: int = 16
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.queue_size < 1 or self.max_delay_us < 0:
-            raise ValueError(f"BatcherConfig needs max_batch_size >= 1, queue_size >= 1, max_delay_us >= 0; got {self}")
+        if (
+            self.max_batch_size < 1
+            or self.queue_size < 1
+            or self.max_delay_us < 0
+            or self.max_concurrent_batches < 1
+            or self.min_extra_batch_size < 1
+        ):
+            raise ValueError(
+                "BatcherConfig needs max_batch_size >= 1, queue_size >= 1, max_delay_us >= 0, "
+                f"max_concurrent_batches >= 1 and min_extra_batch_size >= 1; got {self}"
+            )
 
 
 @dataclass
@@ -77,11 +97,19 @@ class MicroBatcher(Generic[T, R]):
         self._observer = observer or NullObserver()
         self._queue: asyncio.Queue[_Job[T, R]] = asyncio.Queue(maxsize=config.queue_size)
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._active = 0  # batches being processed
+        self._wake = asyncio.Event()  # a batch finished, or enough requests wait for an extra batch
         self._closed = False
 
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def active_batches(self) -> int:
+        """Batches being processed now (read by the processing function to share the CPU cores)."""
+        return self._active
 
     def check_room(self, count: int = 1) -> None:
         """Raises `Overloaded` when the queue lacks room for `count` items: lets callers refuse before doing work."""
@@ -101,7 +129,7 @@ class MicroBatcher(Generic[T, R]):
             return
         await self._queue.join()
         self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(self._task, *self._running, return_exceptions=True)
         self._task = None
 
     async def submit(self, item: T, *, timeout_s: float | None = None) -> R:
@@ -115,10 +143,22 @@ class MicroBatcher(Generic[T, R]):
             Overloaded: the queue is full. NotReady: the batcher is stopping. DeadlineExpired: the deadline
                 passed before the item was processed. Whatever `process` raised.
         """
-        return (await self.submit_many([item], timeout_s=timeout_s))[0]
+        (job,) = self._enqueue([item], timeout_s)
+        try:
+            return await job.future
+        finally:
+            job.future.cancel()  # the caller went away: the batch drops it before compute
 
     async def submit_many(self, items: Sequence[T], *, timeout_s: float | None = None) -> list[R]:
         """Queues all items, or none when the queue lacks room for all of them, and waits for their results."""
+        jobs = self._enqueue(items, timeout_s)
+        try:
+            return list(await asyncio.gather(*(job.future for job in jobs)))
+        finally:
+            for job in jobs:
+                job.future.cancel()
+
+    def _enqueue(self, items: Sequence[T], timeout_s: float | None) -> list[_Job[T, R]]:
         if self._closed or self._task is None:
             raise NotReady("the server is not accepting requests (batcher stopped)")
         self.check_room(len(items))
@@ -128,27 +168,44 @@ class MicroBatcher(Generic[T, R]):
         jobs = [_Job(item, loop.create_future(), deadline, now) for item in items]
         for job in jobs:
             self._queue.put_nowait(job)
-        self._observer.on_queue_depth(self._queue.qsize())
-        try:
-            return list(await asyncio.gather(*(job.future for job in jobs)))
-        finally:
-            for job in jobs:
-                job.future.cancel()
+        depth = self._queue.qsize()
+        self._observer.on_queue_depth(depth)
+        if depth >= self._config.min_extra_batch_size:
+            self._wake.set()
+        return jobs
 
     async def _run(self) -> None:
+        slots = asyncio.Semaphore(self._config.max_concurrent_batches)
         while True:
-            batch = await self._collect()
-            self._observer.on_queue_depth(self._queue.qsize())
+            await slots.acquire()  # collect the next batch only when a worker is free: batches grow with load
             try:
-                await self._run_batch(batch)
-            except Exception:  # keep serving: the batch's futures already hold the error
-                logger.exception("batch failed size=%d", len(batch))
-            finally:
-                for _ in range(len(batch)):
-                    self._queue.task_done()
-                # Waiting for the next batch must not keep this one's jobs alive: their items hold the engine
-                # they were validated against, which would pin a replaced model version in memory.
-                del batch
+                while self._active and self._queue.qsize() < self._config.min_extra_batch_size:
+                    self._wake.clear()
+                    await self._wake.wait()
+                batch = await self._collect()
+            except BaseException:
+                slots.release()
+                raise
+            self._observer.on_queue_depth(self._queue.qsize())
+            self._active += 1
+            task = asyncio.get_running_loop().create_task(self._process_batch(batch, slots))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            # Waiting for the next batch must not keep this one's jobs alive: their items hold the engine they
+            # were validated against, which would pin a replaced model version in memory.
+            del batch, task
+
+    async def _process_batch(self, batch: list[_Job[T, R]], slots: asyncio.Semaphore) -> None:
+        try:
+            await self._run_batch(batch)
+        except Exception:  # keep serving: the batch's futures already hold the error
+            logger.exception("batch failed size=%d", len(batch))
+        finally:
+            for _ in range(len(batch)):
+                self._queue.task_done()
+            self._active -= 1
+            self._wake.set()
+            slots.release()
 
     async def _collect(self) -> list[_Job[T, R]]:
         first = await self._queue.get()

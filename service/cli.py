@@ -34,6 +34,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=batching.max_batch_size)
     parser.add_argument("--max-delay-us", type=int, default=batching.max_delay_us)
     parser.add_argument("--queue-size", type=int, default=batching.queue_size)
+    parser.add_argument(
+        "--max-concurrent-batches", type=int, default=batching.max_concurrent_batches,
+        help="batches processed at once, each by its own thread with its share of the CPU cores",
+    )  # fmt: skip
     parser.add_argument("--max-k", type=int, default=limits.max_k)
     parser.add_argument("--max-exclusions", type=int, default=limits.max_exclusions)
     parser.add_argument("--max-history", type=int, default=limits.max_history)
@@ -71,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         pinned_version=args.pin_version,
-        batcher=BatcherConfig(args.max_batch_size, args.max_delay_us, args.queue_size),
+        batcher=BatcherConfig(args.max_batch_size, args.max_delay_us, args.queue_size, args.max_concurrent_batches),
         limits=ServiceLimits(
             max_k=args.max_k,
             max_exclusions=args.max_exclusions,

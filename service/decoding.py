@@ -15,6 +15,8 @@ from typing import Any
 
 import grpc
 
+from service.interceptors import HandlerCache
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,6 +32,9 @@ class MalformedRequest:
 class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
     """Refuses unparseable unary requests with INVALID_ARGUMENT instead of grpc's UNKNOWN."""
 
+    def __init__(self) -> None:
+        self._wrapped = HandlerCache()
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -38,22 +43,25 @@ class RequestDecodingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming or handler.request_deserializer is None:
             return handler
-        deserialize = lenient(handler.request_deserializer)
-        method = handler_call_details.method
-        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
-            return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(handler.unary_unary, method), deserialize, handler.response_serializer
-            )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(handler.unary_stream, method), deserialize, handler.response_serializer
-            )
-        if handler.unary_stream is not None and inspect.iscoroutinefunction(handler.unary_stream):
-            # A streaming handler that sends with `context.write` (e.g. the stock health Watch).
-            return grpc.unary_stream_rpc_method_handler(
-                _guard_unary(handler.unary_stream, method), deserialize, handler.response_serializer
-            )
-        return handler
+        return self._wrapped.get(handler, handler_call_details.method, _guarded)
+
+
+def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    deserialize = lenient(handler.request_deserializer)
+    if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
+        return grpc.unary_unary_rpc_method_handler(
+            _guard_unary(handler.unary_unary, method), deserialize, handler.response_serializer
+        )
+    if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+        return grpc.unary_stream_rpc_method_handler(
+            _guard_stream(handler.unary_stream, method), deserialize, handler.response_serializer
+        )
+    if handler.unary_stream is not None and inspect.iscoroutinefunction(handler.unary_stream):
+        # A streaming handler that sends with `context.write` (e.g. the stock health Watch).
+        return grpc.unary_stream_rpc_method_handler(
+            _guard_unary(handler.unary_stream, method), deserialize, handler.response_serializer
+        )
+    return handler
 
 
 def lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:

@@ -142,9 +142,7 @@ class Engine:
         fetch = min(max(q.k + len(rows) for q, rows in zip(queries, excluded, strict=True)), self._max_fetch)
         scores, ids = self._index.search(embeddings, fetch)
         searched = time.perf_counter()
-        results = [
-            self._result(q, rows, ids[i], scores[i]) for i, (q, rows) in enumerate(zip(queries, excluded, strict=True))
-        ]
+        results = self._results(queries, excluded, ids, scores)
         done = time.perf_counter()
         self._observer.on_stage("query_tower", encoded - start)
         self._observer.on_stage("index_search", searched - encoded)
@@ -177,19 +175,35 @@ class Engine:
         rows = [self._row_by_id[i] for i in item_ids if i in self._row_by_id]
         return np.array(rows, dtype=np.int64)
 
-    def _result(self, query: Query, excluded: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> RetrievalResult:
-        keep = ids >= 0
-        if len(excluded):
-            keep &= ~np.isin(ids, excluded)
-        rows, kept_scores = ids[keep][: query.k], scores[keep][: query.k]
-        return RetrievalResult(
-            item_ids=tuple(self._item_ids[rows].tolist()),
-            scores=kept_scores.astype(np.float32, copy=False),
-            truncated=len(rows) < query.k,
-            model_name=self.manifest.model_name,
-            model_version=self.manifest.model_version,
-            display=self._display_of(rows),
-        )
+    def _results(
+        self, queries: Sequence[Query], excluded: Sequence[np.ndarray], ids: np.ndarray, scores: np.ndarray
+    ) -> list[RetrievalResult]:
+        """Per query: its top k after exclusions. FAISS pads missing neighbours with -1 at the end of a row."""
+        found = (ids >= 0).sum(axis=1).tolist()
+        plain = max((q.k for q, rows in zip(queries, excluded, strict=True) if not len(rows)), default=0)
+        # One object-array lookup for every query without exclusions (the common case), not one per query.
+        names = self._item_ids[np.maximum(ids[:, :plain], 0)].tolist() if plain else []
+        results = []
+        for i, (query, rows) in enumerate(zip(queries, excluded, strict=True)):
+            if len(rows):
+                keep = (ids[i] >= 0) & ~np.isin(ids[i], rows)
+                top, top_scores = ids[i][keep][: query.k], scores[i][keep][: query.k]
+                item_ids = tuple(self._item_ids[top].tolist())
+            else:
+                n = min(query.k, found[i])
+                top, top_scores = ids[i, :n], scores[i, :n]
+                item_ids = tuple(names[i][:n])
+            results.append(
+                RetrievalResult(
+                    item_ids=item_ids,
+                    scores=top_scores,
+                    truncated=len(item_ids) < query.k,
+                    model_name=self.manifest.model_name,
+                    model_version=self.manifest.model_version,
+                    display=self._display_of(top),
+                )
+            )
+        return results
 
     def _display_of(self, rows: np.ndarray) -> tuple[dict[str, str], ...]:
         if not self._display:

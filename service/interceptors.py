@@ -55,6 +55,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, collector: CallCollector) -> None:
         self._collector = collector
+        self._wrapped = HandlerCache()
 
     async def intercept_service(
         self,
@@ -64,7 +65,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        return self._wrapped.get(handler, handler_call_details.method, self._wrap)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+        service, _, method = full_method.lstrip("/").rpartition("/")
         call = _Call(self._collector, service or "unknown", method, _grpc_type(handler))
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
@@ -81,6 +85,34 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(
             call.wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
         )
+
+
+class HandlerCache:
+    """Wrapped handlers by (method, inner handler): an interceptor wraps each method's handler once, not per call.
+
+    The inner handler is compared by identity (the servicer's registered handlers are long-lived objects); a
+    handler built per call (e.g. an authentication refusal) simply misses. Bounded: cleared when full.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._entries: dict[tuple[str, int], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._max_entries = max_entries
+
+    def get(
+        self,
+        handler: grpc.RpcMethodHandler,
+        method: str,
+        wrap: Callable[[grpc.RpcMethodHandler, str], grpc.RpcMethodHandler],
+    ) -> grpc.RpcMethodHandler:
+        key = (method, id(handler))
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is handler:
+            return entry[1]
+        wrapped = wrap(handler, method)
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        self._entries[key] = (handler, wrapped)  # holding `handler` keeps its id from being reused
+        return wrapped
 
 
 class _Call:

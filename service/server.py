@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import faiss
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -201,7 +203,9 @@ async def build_server(
         observer = observer or NullObserver()
     else:
         observer = FanOutObserver(metrics, observer) if observer is not None else metrics
-    compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-compute")
+    compute = ThreadPoolExecutor(
+        max_workers=config.batcher.max_concurrent_batches, thread_name_prefix="retrieval-compute"
+    )
     loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-loader")
     loader = loader or functools.partial(
         load_engine,
@@ -212,9 +216,16 @@ async def build_server(
     manager = ModelManager(
         config.models_dir, config.model_name, loader, pinned_version=config.pinned_version, observer=observer
     )
+    running: list[MicroBatcher[tuple[Engine, Query], RetrievalResult]] = []
+
+    def process(work: Sequence[tuple[Engine, Query]]) -> list[RetrievalResult]:
+        share_cpu_threads(running[0].active_batches)
+        return retrieve_grouped(work)
+
     batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult] = MicroBatcher(
-        retrieve_grouped, compute, config.batcher, observer
+        process, compute, config.batcher, observer
     )
+    running.append(batcher)
     health = HealthServicer()
     gate = AdmissionGate()
     for name in HEALTH_SERVICES:
@@ -259,6 +270,13 @@ async def build_server(
         manager.model_dir,
     )
     return server, port, handles
+
+
+def share_cpu_threads(batches: int) -> None:
+    """In a compute thread, before its batch: FAISS (OpenMP) uses the CPUs' share of one of `batches` batches
+    running at once, so a lone batch uses every core and concurrent ones do not oversubscribe them."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    faiss.omp_set_num_threads(max(1, cpus // max(1, batches)))
 
 
 def channel_options(config: ServerConfig) -> list[tuple[str, int]]:

@@ -20,8 +20,9 @@ import numpy.typing as npt
 from model.evaluation import exact_top_k
 
 METRIC = "inner_product"
-# Below this many queries FAISS flat search skips BLAS; the default (128000) makes batched search slow.
-BLAS_THRESHOLD = 20
+# Below this many queries FAISS flat search skips BLAS; the default (128000) makes batched search slow. Measured
+# on 1M x 64 with one thread (docs/benchmarks.md, "Flat search and threads"): from 8 queries on, BLAS is faster.
+BLAS_THRESHOLD = 8
 # k-means wants at least this many training points per centroid (FAISS warns below it).
 MIN_POINTS_PER_CENTROID = 39
 # Training sample cap per centroid (FAISS subsamples above 256 per centroid anyway).

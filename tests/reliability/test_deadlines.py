@@ -54,7 +54,7 @@ def test_expired_and_cancelled_requests_do_no_work_and_leak_nothing(reliability_
     config = server_config(
         reliability_bundle.parent.parent,
         reload_interval_s=3600.0,
-        batcher=BatcherConfig(max_batch_size=8, max_delay_us=500, queue_size=256),
+        batcher=BatcherConfig(max_batch_size=8, max_delay_us=500, queue_size=256, max_concurrent_batches=1),
     )
     requests = load_requests(64)
     with ServerThread(config, observer=observer) as server, RetrievalClient(server.target) as client:

@@ -38,8 +38,9 @@ Scenario = Callable[[MicroBatcher[int, int], "Doubler", RecordingObserver], Awai
 def _run(scenario: Scenario, **config: Any) -> Any:
     async def main() -> Any:
         process, observer = Doubler(), RecordingObserver()
-        with ThreadPoolExecutor(1) as executor:
-            batcher: MicroBatcher[int, int] = MicroBatcher(process, executor, BatcherConfig(**config), observer)
+        settings = BatcherConfig(**{"max_concurrent_batches": 1, **config})
+        with ThreadPoolExecutor(settings.max_concurrent_batches) as executor:
+            batcher: MicroBatcher[int, int] = MicroBatcher(process, executor, settings, observer)
             batcher.start()
             try:
                 return await scenario(batcher, process, observer)
@@ -59,6 +60,30 @@ def test_concurrent_items_are_processed_in_batches_with_their_own_results() -> N
         assert observer.batch_sizes == [len(b) for b in process.batches]
 
     _run(scenario, max_batch_size=16, max_delay_us=50_000)
+
+
+def test_an_extra_concurrent_batch_starts_once_enough_requests_wait() -> None:
+    async def scenario(batcher: MicroBatcher[int, int], process: Doubler, observer: RecordingObserver) -> None:
+        process.gate.clear()
+        calls = [asyncio.create_task(batcher.submit(0))]
+        await asyncio.sleep(0.02)
+        assert batcher.queue_depth == 0 and batcher.active_batches == 1  # the first worker took item 0
+        calls.append(asyncio.create_task(batcher.submit(1)))
+        await asyncio.sleep(0.02)
+        assert batcher.queue_depth == 1  # one waiting request does not start a second batch
+        calls.append(asyncio.create_task(batcher.submit(2)))
+        await asyncio.sleep(0.02)
+        assert batcher.queue_depth == 0 and batcher.active_batches == 2  # two do: the second worker took both
+        calls += [asyncio.create_task(batcher.submit(i)) for i in range(3, 8)]
+        await asyncio.sleep(0.02)
+        assert batcher.queue_depth == 5  # no worker free: the queue grows into the next batch
+        process.gate.set()
+        assert await asyncio.gather(*calls) == [2 * i for i in range(8)]
+        assert sorted(process.batches[:2]) == [[0], [1, 2]]
+        assert process.batches[2:] == [[3, 4, 5, 6, 7]]
+        assert batcher.active_batches == 0
+
+    _run(scenario, max_batch_size=8, max_delay_us=0, max_concurrent_batches=2, min_extra_batch_size=2)
 
 
 def test_a_lone_item_waits_at_most_the_delay() -> None:

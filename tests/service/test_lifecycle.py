@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.batcher import BatcherConfig
 from service.client import RetrievalClient, build_request
 from service.observer import RecordingObserver
 from tests.service.helpers import MODEL, ServerThread, export_test_bundle, server_config
@@ -79,7 +80,8 @@ def test_pinned_version_is_served(tmp_path: Path, bundle_path: Path) -> None:
 
 
 def test_graceful_shutdown_reports_not_serving_and_drains_in_flight_calls(bundle_path: Path) -> None:
-    srv = ServerThread(server_config(bundle_path.parent.parent)).start()
+    one_worker = BatcherConfig(max_concurrent_batches=1)
+    srv = ServerThread(server_config(bundle_path.parent.parent, batcher=one_worker)).start()
     assert srv.handles is not None
     gate = threading.Event()
     srv.handles.compute_executor.submit(gate.wait, 30)  # hold the engine: the next call stays in flight

@@ -22,7 +22,7 @@ def tiny_queue(bundle_path: Path) -> Iterator[tuple[ServerThread, RecordingObser
     observer = RecordingObserver()
     config = server_config(
         bundle_path.parent.parent,
-        batcher=BatcherConfig(max_batch_size=1, max_delay_us=0, queue_size=2),
+        batcher=BatcherConfig(max_batch_size=1, max_delay_us=0, queue_size=2, max_concurrent_batches=1),
         limits=ServiceLimits(max_batch_requests=2),
         reload_interval_s=3600.0,
     )
