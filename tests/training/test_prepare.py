@@ -3,7 +3,7 @@ import numpy as np
 from model.data import ColumnKind, FeatureTable, InteractionLog, leave_last_out
 from model.features import CategoricalFeature, NumericFeature
 from model.training.pipeline import training_dataset
-from model.training.prepare import prepare
+from model.training.prepare import Examples, prepare
 
 
 def _log():
@@ -68,3 +68,41 @@ def test_pipeline_batches_gather_user_features():
     np.testing.assert_allclose(features["age"].numpy(), [20.0, 20.0])
     np.testing.assert_allclose(weights.numpy(), [5.0, 4.0])
     assert sum(int(b[1].shape[0]) for b in batches) == len(data.train)
+
+
+def test_shuffled_pipeline_visits_every_example_once_per_epoch_in_a_new_seeded_order():
+    rng = np.random.default_rng(0)
+    n, batch_size = 103, 10
+    examples = Examples(
+        users=rng.integers(0, 7, n).astype(np.int64),
+        items=np.arange(n, dtype=np.int64),  # item id = example row, so batches show which rows they hold
+        weights=np.ones(n, dtype=np.float32),
+    )
+    user_features = {"user_id": np.array([f"u{i}" for i in range(7)]), "age": np.arange(7, dtype=np.float32)}
+
+    def epochs(seed: int, count: int) -> list[list[int]]:
+        dataset = training_dataset(examples, user_features, batch_size=batch_size, seed=seed)
+        assert int(dataset.cardinality()) == n // batch_size  # known to Keras: it counts the epoch's steps
+        out = []
+        for _ in range(count):  # Keras iterates the dataset afresh every epoch
+            rows = []
+            for features, items, _ in dataset:
+                assert items.shape == (batch_size,)  # the last partial batch is dropped
+                expected_users = examples.users[items.numpy()]
+                assert features["user_id"].numpy().tolist() == [f"u{u}".encode() for u in expected_users]
+                np.testing.assert_allclose(features["age"].numpy(), expected_users)
+                rows += items.numpy().tolist()
+            assert len(rows) == len(set(rows)) == (n // batch_size) * batch_size
+            out.append(rows)
+        return out
+
+    first, second = epochs(seed=1, count=2)
+    assert first != second  # reshuffled every epoch
+    assert epochs(seed=1, count=2) == [first, second]  # and repeatable from the seed
+    assert epochs(seed=2, count=1)[0] != first
+
+
+def test_fewer_examples_than_a_batch_make_one_batch():
+    examples = Examples(users=np.zeros(3, np.int64), items=np.arange(3, dtype=np.int64), weights=np.ones(3, np.float32))
+    batches = list(training_dataset(examples, {"user_id": np.array(["u0"])}, batch_size=8, seed=0))
+    assert len(batches) == 1 and sorted(batches[0][1].numpy().tolist()) == [0, 1, 2]
