@@ -3,17 +3,26 @@
 `Engine.retrieve` (query tower + one FAISS search + per-query postprocessing) is timed at each batch size; the
 ceiling for a batch-size distribution {b: count} is sum(count·b) / sum(count·t(b)), the throughput a server
 that forms exactly those batches could at best reach if gRPC, validation and queueing cost nothing.
+
+Each size is timed in two arrangements and the faster one counts (the ceiling is the best the machine does):
+one stream of batches with FAISS on every core, and `streams` concurrent streams (threads) with FAISS on its
+share of the cores each, as the server runs `max_concurrent_batches` batches at once. t(b) is then the time
+per batch of the arrangement (a call's median time divided by the number of streams).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
+from bench.report import run_streams
 from service.client import build_request
 from service.engine import Engine
 from service.model_manager import load_engine
@@ -54,6 +63,36 @@ def time_batch(engine: Engine, queries: Sequence[Query], size: int, min_seconds:
     return float(np.median(times))
 
 
+def time_batch_streams(engine: Engine, queries: Sequence[Query], size: int, min_seconds: float, streams: int) -> float:
+    """Seconds per batch of `size` with `streams` threads retrieving at once, FAISS on cores/streams threads each.
+
+    The threads start together (a barrier) and run until the same moment; the result is the window's length
+    divided by the batches all of them finished in it.
+    """
+    if streams == 1:
+        return time_batch(engine, queries, size, min_seconds)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    window = max(min_seconds, 0.2)
+    counts = [0] * streams
+    ends = [0.0] * streams
+
+    def stream(index: int, start: threading.Barrier) -> None:
+        faiss.omp_set_num_threads(max(1, cpus // streams))
+        batch = [queries[(index * size + i) % len(queries)] for i in range(size)]
+        engine.retrieve(batch)  # untimed
+        start.wait()
+        stop_at = time.perf_counter() + window
+        while True:
+            engine.retrieve(batch)
+            counts[index] += 1
+            ends[index] = time.perf_counter()
+            if ends[index] >= stop_at:
+                break
+
+    began = run_streams(stream, streams)
+    return (max(ends) - began) / sum(counts)
+
+
 def measured_sizes(distribution: Mapping[int, int]) -> list[int]:
     """At most MAX_MEASURED_SIZES sizes: quantiles of the request-weighted distribution, plus min and max."""
     sizes = np.array(sorted(distribution), dtype=np.int64)
@@ -68,13 +107,25 @@ def measured_sizes(distribution: Mapping[int, int]) -> list[int]:
 
 
 def ceiling(
-    engine: Engine, queries: Sequence[Query], distribution: Mapping[int, int], min_seconds: float = 1.0
+    engine: Engine,
+    queries: Sequence[Query],
+    distribution: Mapping[int, int],
+    min_seconds: float = 1.0,
+    streams: int = 1,
 ) -> dict[str, Any]:
-    """Ceiling QPS for a batch-size distribution, with the per-size timings it rests on."""
+    """Ceiling QPS for a batch-size distribution, with the per-size timings it rests on.
+
+    Each measured size takes the faster of one stream (all cores) and `streams` concurrent streams.
+    """
     if not distribution:
         return {"qps": float("nan"), "seconds_by_batch_size": {}}
     sizes = measured_sizes(distribution)
-    seconds = {s: time_batch(engine, queries, s, min_seconds / len(sizes)) for s in sizes}
+    arrangements = sorted({1, streams})
+    per_arrangement = {
+        n: {s: time_batch_streams(engine, queries, s, min_seconds / len(sizes) / len(arrangements), n) for s in sizes}
+        for n in arrangements
+    }
+    seconds = {s: min(per_arrangement[n][s] for n in arrangements) for s in sizes}
     xs = np.array(sizes, dtype=np.float64)
     ys = np.array([seconds[s] for s in sizes])
     requests = sum(b * n for b, n in distribution.items())
@@ -82,5 +133,6 @@ def ceiling(
     return {
         "qps": requests / total,
         "seconds_by_batch_size": {str(s): seconds[s] for s in sizes},
+        "seconds_by_streams": {str(n): {str(s): t for s, t in v.items()} for n, v in per_arrangement.items()},
         "mean_batch_size": requests / sum(distribution.values()),
     }

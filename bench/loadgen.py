@@ -126,7 +126,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stub = channel.unary_unary(METHOD)  # no (de)serialisers: bytes in, bytes out
         now = time.perf_counter()
         window = Window(now + args.warmup_s, now + args.warmup_s + args.duration_s)
-        marks = _window_marks(args.server_pid, window) if args.server_pid else []
+        cpu: dict[str, list[float]] = {"server": [], "loadgen": []}
+        marks = _window_marks(args.server_pid, window, cpu) if args.server_pid else []
         extra: dict[str, float] = {}
         if args.mode == "closed":
             await closed_loop(stub, requests, args.concurrency, window, args.timeout_s)
@@ -147,13 +148,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "mean_ms": float(ok.mean()) if ok.size else float("nan"),
         **extra,
     }
+    if args.server_pid and len(cpu["server"]) == 2:
+        calls = max(1, sum(window.codes.values()))
+        for who in ("server", "loadgen"):
+            seconds = cpu[who][1] - cpu[who][0]
+            result[f"{who}_cpu_cores"] = seconds / args.duration_s
+            result[f"{who}_cpu_ms_per_call"] = seconds * 1000 / calls
     return result
 
 
-def _window_marks(pid: int, window: Window) -> list[asyncio.Task[None]]:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _window_marks(pid: int, window: Window, cpu: dict[str, list[float]]) -> list[asyncio.Task[None]]:
+    """Signals the server at the window's start and end, and samples both processes' CPU time there."""
+
     async def mark_at(when: float) -> None:
         await asyncio.sleep(max(0.0, when - time.perf_counter()))
         os.kill(pid, signal.SIGUSR1)
+        cpu["server"].append(process_cpu_seconds(pid))
+        cpu["loadgen"].append(time.process_time())
 
     loop = asyncio.get_running_loop()
     return [loop.create_task(mark_at(window.start)), loop.create_task(mark_at(window.end))]

@@ -8,7 +8,9 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +136,17 @@ def header_markdown(title: str, info: dict[str, Any], command: str, note: str = 
     if note:
         lines += [note, ""]
     return "\n".join(lines)
+
+
+def run_streams(stream: Callable[[int, threading.Barrier], None], count: int) -> float:
+    """Runs `stream(i, start)` in `count` threads that begin together at `start.wait()`; returns when they
+    all finished, with the moment they were released (time.perf_counter)."""
+    start = threading.Barrier(count + 1)
+    threads = [threading.Thread(target=stream, args=(i, start)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return began

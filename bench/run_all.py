@@ -3,7 +3,8 @@
     python -m bench.run_all            # full: 100k and 1M catalogs, 1M-interaction log (about 30-45 min on 2 cores)
     python -m bench.run_all --quick    # 10k catalog, small log, short phases (about 6-10 min on 2 cores)
 
-Writes serving.{json,md,png}, training_throughput.{json,md,png} and summary.json into `--out-dir`.
+Writes serving.{json,md,png}, flat_search.{json,md} (on the largest Flat bundle), training_throughput.{json,md,png}
+and summary.json into `--out-dir`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import serving, training_throughput
+from bench import flat_search, serving, training_throughput
 from bench.report import OUT, command_line, device_label, write_json
 
 SUMMARY_KEYS = (
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         serving_args += ["--concurrency", "1,8", "--batching-concurrency", "8"]
     serving_report = serving.main(serving_args)
+    work_dir = args.work_dir or Path(f"runs/bench-serving-{'tiny' if args.tiny else 'quick' if args.quick else 'full'}")
+    flat = max((b for b in serving_report["bundles"] if b["kind"] == "flat"), key=lambda b: b["num_items"])
+    seconds = ["--seconds", "0.5"] if args.tiny else ["--seconds", "2"] if args.quick else []
+    flat_search.main(["--bundle", str(work_dir / "models" / flat["model_name"] / "1"), *seconds, *common])
     training_report = training_throughput.main([*size, *common])
     data = summary(serving_report, training_report, command_line())
     write_json(args.out_dir / "summary.json", data)

@@ -72,7 +72,7 @@ async def _serve(args: argparse.Namespace) -> None:
         model_name=args.model_name,
         host="127.0.0.1",
         port=0,
-        batcher=BatcherConfig(args.max_batch_size, args.max_delay_us, args.queue_size),
+        batcher=BatcherConfig(args.max_batch_size, args.max_delay_us, args.queue_size, args.max_concurrent_batches),
         reload_interval_s=3600.0,
         grace_period_s=1.0,
         gpu_device=args.gpu_device,
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", type=int, default=BatcherConfig().max_batch_size)
     parser.add_argument("--max-delay-us", type=int, default=BatcherConfig().max_delay_us)
     parser.add_argument("--queue-size", type=int, default=BatcherConfig().queue_size)
+    parser.add_argument("--max-concurrent-batches", type=int, default=BatcherConfig().max_concurrent_batches)
     parser.add_argument("--gpu-device", type=int, default=0)
     parser.add_argument("--ready-timeout-s", type=float, default=600.0)
     args = parser.parse_args(argv)

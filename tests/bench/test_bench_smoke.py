@@ -78,7 +78,16 @@ def test_run_all_tiny_writes_every_output(tmp_path: Path) -> None:
     training = json.loads((out / "training_throughput.json").read_text())
     assert {r["jit_compile"] for r in training["results"]} == {False, True}
     for row in training["results"]:
-        assert "error" in row or 0 < row["model_step_fraction"] <= 1
+        assert "error" in row or "skipped" in row or (row["model_step_fraction"] > 0 and row["wall_ms_per_step"] > 0)
     for name in ("serving", "training_throughput"):
         assert (out / f"{name}.md").read_text().count("Command: `python") == 1
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    floor = serving["grpc_floor"]
+    assert floor["qps"] > 0 and not floor["errors"] and floor["server_cpu_ms_per_call"] > 0
+    assert all(p["server_cpu_ms_per_call"] > 0 and p["loadgen_cpu_ms_per_call"] > 0 for p in bundle["closed_loop"])
+    flat_search = json.loads((out / "flat_search.json").read_text())
+    assert [r["streams"] for r in flat_search["streams_vs_threads"]][-1] == 1
+    assert all(r["qps"] > 0 for r in flat_search["streams_vs_threads"])
+    assert [r["batch"] for r in flat_search["blas_vs_scan_one_thread"]] == [1, 2, 4, 8, 16, 32, 64]
+    assert all(r["scan_ms"] > 0 and r["blas_ms"] > 0 for r in flat_search["blas_vs_scan_one_thread"])
