@@ -2,7 +2,9 @@
 
 Every function takes `ids` [batch_size, L] integer tokens and `padding_mask` [batch_size, L] booleans
 (True at real items) and returns new tensors; nothing travels in `_keras_mask` side channels. Real items
-are assumed contiguous (left- or right-padded windows, see `model.sequence.sequences`).
+are assumed contiguous (left- or right-padded windows, see `model.sequence.sequences`). `causal_targets`
+takes windows one column longer than the encoder's inputs (SASRec: L + 1 items give L inputs, each with
+the next item as its target).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ class MaskedSequence(NamedTuple):
         inputs: [batch_size, L] tokens fed to the encoder (the mask token at masked positions).
         targets: [batch_size, L] tokens to predict; PAD_TOKEN where `target_mask` is False.
         target_mask: [batch_size, L] bool, True where the output at that position is scored.
+        padding_mask: [batch_size, L] bool, True at the real positions of `inputs`.
     """
 
     inputs: Any
     targets: Any
     target_mask: Any
+    padding_mask: Any
 
 
 class InferenceInputs(NamedTuple):
@@ -54,10 +58,10 @@ def _at(ids: Any, positions: Any) -> Any:
     return ops.equal(_columns(ids), ops.expand_dims(ops.cast(positions, "int32"), 1))
 
 
-def _apply(ids: Any, masked: Any, mask_token: int) -> MaskedSequence:
+def _apply(ids: Any, real: Any, masked: Any, mask_token: int) -> MaskedSequence:
     inputs = ops.where(masked, ops.full_like(ids, mask_token), ids)
     targets = ops.where(masked, ids, ops.full_like(ids, PAD_TOKEN))
-    return MaskedSequence(inputs, targets, masked)
+    return MaskedSequence(inputs, targets, masked, real)
 
 
 def last_position(padding_mask: Any) -> Any:
@@ -97,21 +101,36 @@ def random_mask(ids: Any, padding_mask: Any, *, mask_token: int, p: float = 0.2,
     every = ops.logical_and(ops.equal(ops.sum(ops.cast(masked, "int32"), axis=1), count), ops.greater(count, 1))
     furthest = ops.argmax(ops.where(masked, u, ops.full_like(u, -1.0)), axis=1)
     masked = ops.logical_and(masked, ops.logical_not(ops.logical_and(_at(ids, furthest), ops.expand_dims(every, 1))))
-    return _apply(ids, masked, mask_token)
+    return _apply(ids, real, masked, mask_token)
 
 
 def mask_last(ids: Any, padding_mask: Any, *, mask_token: int) -> MaskedSequence:
     """Masks each row's last real item (evaluation: predict the last item from the ones before it)."""
-    return _apply(ids, _at(ids, last_position(padding_mask)), mask_token)
+    real = ops.cast(padding_mask, "bool")
+    return _apply(ids, real, _at(ids, last_position(real)), mask_token)
 
 
 def causal_targets(ids: Any, padding_mask: Any) -> MaskedSequence:
-    """SASRec-style next-item targets: position t predicts the real item at t + 1; inputs are unchanged."""
+    """SASRec-style next-item targets of windows one column longer than the encoder's inputs.
+
+    The inputs are the first L columns of a [batch_size, L + 1] window, and the input at column t has the
+    item at column t + 1 as its target. Every input column, the last one included (the column a left-padded
+    query reads), is thus trained; cutting the targets from the L inputs themselves instead would leave the
+    last column, and a causal encoder's position L - 1, without any target.
+
+    Args:
+        ids: [batch_size, L + 1] tokens.
+        padding_mask: [batch_size, L + 1] bool, True at real items.
+
+    Returns:
+        [batch_size, L] inputs, targets, target mask (a real input followed by a real item) and the inputs'
+        padding mask.
+    """
     real = ops.cast(padding_mask, "bool")
-    following = ops.concatenate([ids[:, 1:], ops.full_like(ids[:, :1], PAD_TOKEN)], axis=1)
-    following_real = ops.concatenate([real[:, 1:], ops.zeros_like(real[:, :1])], axis=1)
-    target_mask = ops.logical_and(real, following_real)
-    return MaskedSequence(ids, ops.where(target_mask, following, ops.full_like(ids, PAD_TOKEN)), target_mask)
+    inputs, inputs_real = ids[:, :-1], real[:, :-1]
+    target_mask = ops.logical_and(inputs_real, real[:, 1:])
+    targets = ops.where(target_mask, ids[:, 1:], ops.full_like(inputs, PAD_TOKEN))
+    return MaskedSequence(inputs, targets, target_mask, inputs_real)
 
 
 def append_mask_for_inference(

@@ -34,8 +34,11 @@ class SequenceObjective(Protocol):
     def appends_mask(self) -> bool:
         """Whether inference appends a mask token after the history."""
 
+    def window_length(self, max_length: int) -> int:
+        """Columns of a training window whose encoder inputs are `max_length` long."""
+
     def targets(self, ids: Any, padding_mask: Any, *, mask_token: int, seed: Any) -> MaskedSequence:
-        """Training inputs, targets and target mask of a batch of windows."""
+        """Training inputs, targets, target mask and input padding mask of a batch of windows."""
 
     def inference(self, ids: Any, padding_mask: Any, *, mask_token: int, padding: Padding) -> InferenceInputs:
         """Encoder inputs and read positions of a batch of histories."""
@@ -63,6 +66,9 @@ class MaskedItemObjective:
     def appends_mask(self) -> bool:
         return True
 
+    def window_length(self, max_length: int) -> int:
+        return max_length
+
     def targets(self, ids: Any, padding_mask: Any, *, mask_token: int, seed: Any) -> MaskedSequence:
         return random_mask(ids, padding_mask, mask_token=mask_token, p=self.p, seed=seed)
 
@@ -72,7 +78,12 @@ class MaskedItemObjective:
 
 @dataclass(frozen=True)
 class CausalObjective:
-    """Next-item prediction at every position (see `causal_targets`); inference reads the last item."""
+    """Next-item prediction at every position (see `causal_targets`); inference reads the last item.
+
+    Training windows have `max_length + 1` columns: the first `max_length` are the inputs and each input's
+    next item is its target, so the output at every input column (the last one, which a query reads,
+    included) is trained.
+    """
 
     @property
     def needs_causal_encoder(self) -> bool:
@@ -81,6 +92,9 @@ class CausalObjective:
     @property
     def appends_mask(self) -> bool:
         return False
+
+    def window_length(self, max_length: int) -> int:
+        return max_length + 1
 
     def targets(self, ids: Any, padding_mask: Any, *, mask_token: int, seed: Any) -> MaskedSequence:
         return causal_targets(ids, padding_mask)

@@ -27,12 +27,13 @@ PADDING_MASK = "padding_mask"
 class SequentialRetrievalModel(keras.Model):
     """Trains a sequence encoder so that its output at a target position scores that position's item high.
 
-    Batches are `(features[, sample_weight])`: `features[TOKENS]` [B, L] int tokens and
-    `features[PADDING_MASK]` [B, L] bool (see `build_sequences`), plus the raw inputs of `context_tower`
-    (user side features) when there is one; `sample_weight` is per window [B]. The objective picks the
-    target positions (random masks, or every next item); all of them, from all rows, are flattened into
-    the batch dimension of the scorer, so in-batch negatives, logQ correction and false-negative masking
-    work exactly as in the two-tower model.
+    Batches are `(features[, sample_weight])`: `features[TOKENS]` [B, W] int tokens and
+    `features[PADDING_MASK]` [B, W] bool (see `build_sequences`; W = `training_window_length`, which is
+    L + 1 for the causal objective), plus the raw inputs of `context_tower` (user side features) when there
+    is one; `sample_weight` is per window [B]. Queries (`call`, `query_embeddings`) take [B, L]. The
+    objective picks the target positions (random masks, or every next item); all of them, from all rows,
+    are flattened into the batch dimension of the scorer, so in-batch negatives, logQ correction and
+    false-negative masking work exactly as in the two-tower model.
 
     Args:
         item_embedding: token embedding table with `SequenceVocabulary(len(catalog)).size` rows, the
@@ -126,6 +127,11 @@ class SequentialRetrievalModel(keras.Model):
     def mask_token(self) -> int:
         return self.vocabulary.mask_token
 
+    @property
+    def training_window_length(self) -> int:
+        """Columns W of a training window (the objective's; the encoder's inputs are `max_length` long)."""
+        return self.objective.window_length(self.max_length)
+
     def encode_items(self, item_ids: Any, training: bool = False) -> Any:
         """[n, d] embeddings of internal item ids: rows of the shared table, or the separate item tower."""
         ids = tf.cast(item_ids, tf.int64)
@@ -160,7 +166,7 @@ class SequentialRetrievalModel(keras.Model):
         masked = self.objective.targets(
             features[TOKENS], features[PADDING_MASK], mask_token=self.mask_token, seed=self.seed_generator
         )
-        states = self.sequence_states(masked.inputs, features[PADDING_MASK], features, training)
+        states = self.sequence_states(masked.inputs, masked.padding_mask, features, training)
         length = tf.shape(masked.targets, out_type=tf.int64)[1]
         scored = tf.logical_and(masked.target_mask, masked.targets >= ITEM_OFFSET)
         index = tf.where(tf.reshape(scored, [-1]))[:, 0]

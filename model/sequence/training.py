@@ -3,7 +3,8 @@
 The split and the prepared data (catalog, user rows, exclusions) are the two-tower's, so both models are
 evaluated on the same queries with the same exclusions. What differs is the query: per validation pair the
 user's training events (the latest `max_length` of them) and per test pair the training and validation
-events, in time order; the training windows are cut from the training events only.
+events, in time order; the training windows (of the objective's `window_length`) are cut from the training
+events only.
 """
 
 from __future__ import annotations
@@ -77,18 +78,23 @@ def check_config(config: SequenceConfig) -> None:
         )
 
 
+def make_objective(config: SequenceConfig) -> SequenceObjective:
+    """The training objective a configuration names."""
+    return CausalObjective() if config.objective == "causal" else MaskedItemObjective(config.mask_probability)
+
+
 def sequence_data(log: InteractionLog, split: Split, data: PreparedData, config: SequenceConfig) -> SequenceData:
     """Training windows and validation/test histories of `split`, in `data`'s user rows and item ids."""
     users = np.searchsorted(data.user_ids, log.user_ids)
     items = np.searchsorted(data.catalog.external_ids, log.item_ids)
 
-    def latest(indices: np.ndarray, stride: int | None = None) -> Sequences:
+    def latest(indices: np.ndarray, stride: int | None = None, max_length: int = config.max_length) -> Sequences:
         return build_sequences(
             users[indices],
             items[indices],
             log.timestamps[indices],
             num_users=len(data.user_ids),
-            max_length=config.max_length,
+            max_length=max_length,
             padding=Padding(config.padding),
             stride=stride,
         )
@@ -103,7 +109,11 @@ def sequence_data(log: InteractionLog, split: Split, data: PreparedData, config:
             )
             context_values = {f.name: data.user_features[f.name] for f in features}
     return SequenceData(
-        train=latest(split.train, stride=config.stride or config.max_length),
+        train=latest(
+            split.train,
+            stride=config.stride or config.max_length,
+            max_length=make_objective(config).window_length(config.max_length),
+        ),
         validation=latest(split.train).take(data.validation.users),
         test=latest(before_test).take(data.test.users),
         context_spec=context_spec,
@@ -139,9 +149,7 @@ def build_sequential_model(
     """The sequential model a configuration describes, compiled with Adam."""
     check_config(config)
     dim = model_config.embedding_dim
-    objective: SequenceObjective = (
-        CausalObjective() if config.objective == "causal" else MaskedItemObjective(config.mask_probability)
-    )
+    objective = make_objective(config)
     sampler = (
         FullCatalogSampler(len(data.catalog))
         if config.full_softmax

@@ -146,7 +146,8 @@ class SequenceConfig:
         head_units: hidden ReLU layers of the head after the encoder.
         tied_item_embeddings: the item tower is the encoder's item-id embedding table (weight tying);
             False trains a separate item tower from the item features.
-        stride: training windows end every `stride` items of a user (0 = max_length, no overlap).
+        stride: training windows end every `stride` items of a user (0 = max_length: every item is a target
+            once; a causal window holds max_length + 1 items, the inputs and their next items).
         max_targets: at most this many scored positions per batch (0 = all).
         padding: "left" or "right".
         user_features: feed the user side features (not the user id) to the head as context.

@@ -32,7 +32,9 @@ def batches(draw):
 @given(batches())
 def test_random_mask_properties(batch):
     ids, real, p, seed = batch
-    inputs, targets, target_mask = (np.asarray(x) for x in random_mask(ids, real, mask_token=MASK, p=p, seed=seed))
+    masked = random_mask(ids, real, mask_token=MASK, p=p, seed=seed)
+    inputs, targets, target_mask = (np.asarray(x) for x in masked[:3])
+    np.testing.assert_array_equal(np.asarray(masked.padding_mask), real)
     count, masked = real.sum(1), target_mask.sum(1)
     assert not np.any(target_mask & ~real), "padding is never masked"
     assert np.all(masked[count >= 1] >= 1), "every non-empty sequence has a masked position"
@@ -60,13 +62,21 @@ def test_random_mask_rate_and_seeds():
 def test_mask_last_and_causal_targets():
     ids = np.array([[0, 3, 4], [5, 6, 0], [0, 0, 0]])
     real = ids > 0
-    inputs, targets, mask = (np.asarray(x) for x in mask_last(ids, real, mask_token=MASK))
+    inputs, targets, mask, inputs_real = (np.asarray(x) for x in mask_last(ids, real, mask_token=MASK))
+    np.testing.assert_array_equal(inputs_real, real)
     np.testing.assert_array_equal(inputs, [[0, 3, MASK], [5, MASK, 0], [0, 0, 0]])
     np.testing.assert_array_equal(targets, [[0, 0, 4], [0, 6, 0], [0, 0, 0]])
-    inputs, targets, mask = (np.asarray(x) for x in causal_targets(ids, real))
-    np.testing.assert_array_equal(inputs, ids)
-    np.testing.assert_array_equal(targets, [[0, 4, 0], [6, 0, 0], [0, 0, 0]])
+    # windows of L + 1 = 3: the first two columns are the inputs, each predicts the column after it
+    inputs, targets, mask, inputs_real = (np.asarray(x) for x in causal_targets(ids, real))
+    np.testing.assert_array_equal(inputs, [[0, 3], [5, 6], [0, 0]])
+    np.testing.assert_array_equal(inputs_real, inputs > 0)
+    np.testing.assert_array_equal(targets, [[0, 4], [6, 0], [0, 0]])
     np.testing.assert_array_equal(mask, targets > 0)
+    left = np.array([[0, 3, 4, 5], [2, 3, 4, 5]])  # left padding: the last input column is always trained
+    inputs, targets, mask, _ = (np.asarray(x) for x in causal_targets(left, left > 0))
+    np.testing.assert_array_equal(inputs, [[0, 3, 4], [2, 3, 4]])
+    np.testing.assert_array_equal(targets, [[0, 4, 5], [3, 4, 5]])
+    assert mask[:, -1].all()
 
 
 def test_inference_inputs_left_and_right():

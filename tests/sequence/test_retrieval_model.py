@@ -54,9 +54,9 @@ CATALOG = ItemCatalog(EXTERNAL, {"item_id": EXTERNAL.astype(str)}, COUNTS)
 SEGMENTS = np.array([f"s{c}" for c in CLUSTER], dtype=object)
 
 
-def _sequences(padding=Padding.LEFT, stride=None):
+def _sequences(padding=Padding.LEFT, stride=None, max_length=L):
     args = (USERS[HISTORY], ITEMS[HISTORY], TIMES[HISTORY])
-    return build_sequences(*args, num_users=NUM_USERS, max_length=L, padding=padding, stride=stride)
+    return build_sequences(*args, num_users=NUM_USERS, max_length=max_length, padding=padding, stride=stride)
 
 
 def _history_strings(sequences, width):
@@ -150,7 +150,8 @@ def test_history_average_with_context_and_separate_item_tower():
         seed=2,
     )
     model.compile(optimizer=keras.optimizers.Adam(0.01))
-    windows = _sequences(Padding.RIGHT, stride=5)
+    assert model.training_window_length == L + 1
+    windows = _sequences(Padding.RIGHT, stride=5, max_length=model.training_window_length)
     data = sequence_dataset(windows, {"segment": SEGMENTS}, batch_size=100, seed=0)
     losses = model.fit(data, epochs=2, verbose=0, shuffle=False).history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
@@ -161,6 +162,30 @@ def test_history_average_with_context_and_separate_item_tower():
     served = tower({HISTORY_FEATURE: _history_strings(histories, L), "segment": tf.constant(SEGMENTS.astype(str))})
     assert_close(served, offline, atol=1e-5)
     assert [f.name for f in query_spec(model, context_spec).features] == [HISTORY_FEATURE, "segment"]
+
+
+def test_causal_training_scores_the_column_a_query_reads():
+    """The last input column of left-padded windows (where a causal query reads) gets a target and a gradient."""
+    keras.utils.set_random_seed(3)
+    encoder = TransformerSequenceEncoder(L, DIM, num_layers=1, num_heads=2, dropout=0.0, causal=True)
+    model = SequentialRetrievalModel(
+        keras.layers.Embedding(SequenceVocabulary(NUM_ITEMS).size, DIM),
+        encoder,
+        CATALOG,
+        InBatchSampler(),
+        ContrastiveScorer(temperature=0.1, logq_correction=False),
+        CausalObjective(),
+        max_length=L,
+        seed=4,
+    )
+    windows = _sequences(max_length=model.training_window_length).take(np.arange(64))
+    features = {"tokens": tf.constant(windows.tokens), "padding_mask": tf.constant(windows.padding_mask)}
+    with tf.GradientTape() as tape:
+        logits, _, targets, _ = model.compute_logits(features, None, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(targets), logits))
+    positions = tf.convert_to_tensor(tape.gradient(loss, encoder.positions.embeddings))
+    assert len(targets) == 64 * L  # every user has L + 1 training events: L targets per window
+    assert float(tf.reduce_sum(tf.abs(positions[L - 1]))) > 0.0
 
 
 def test_rejects_inconsistent_parts():
