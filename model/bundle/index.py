@@ -20,8 +20,8 @@ import numpy.typing as npt
 from model.evaluation import exact_top_k
 
 METRIC = "inner_product"
-# Below this many queries FAISS flat search skips BLAS; the default (128000) makes batched search slow. Measured
-# on 1M x 64 with one thread (docs/benchmarks.md, "Flat search and threads"): from 8 queries on, BLAS is faster.
+# Below this many queries FAISS flat search skips BLAS; the default (128000) sends every realistic batch down the
+# slow scan path. On one thread the two paths are close from 8 queries up (docs/benchmarks/flat_search.md).
 BLAS_THRESHOLD = 8
 # k-means wants at least this many training points per centroid (FAISS warns below it).
 MIN_POINTS_PER_CENTROID = 39
