@@ -6,7 +6,15 @@ import faiss
 import numpy as np
 import pytest
 
-from model.bundle.index import IndexKind, IndexSpec, build_index, choose_index_spec, measure_recall, set_search_params
+from model.bundle.index import (
+    BLAS_THRESHOLD,
+    IndexKind,
+    IndexSpec,
+    build_index,
+    choose_index_spec,
+    measure_recall,
+    set_search_params,
+)
 from model.evaluation import exact_top_k
 
 
@@ -62,7 +70,7 @@ def test_bad_specs_are_refused(kwargs: dict, message: str) -> None:
 def test_flat_is_exact(data) -> None:
     items, queries, exact = data
     index = build_index(items, IndexSpec("Flat"))
-    assert faiss.cvar.distance_compute_blas_threshold == 20
+    assert faiss.cvar.distance_compute_blas_threshold == BLAS_THRESHOLD
     assert measure_recall(index, items, queries, 10, exact).recall == 1.0
 
 

@@ -134,7 +134,8 @@ def test_matches_a_full_sort_when_there_are_no_ties():
 
     full = queries @ items.T
     np.testing.assert_array_equal(ids, np.argsort(-full, axis=1, kind="stable")[:, :15])
-    np.testing.assert_allclose(scores, np.sort(full, axis=1)[:, ::-1][:, :15])
+    # float32 dot products summed in another order (blocks of 6 queries vs one matmul) differ in the last bit
+    np.testing.assert_allclose(scores, np.sort(full, axis=1)[:, ::-1][:, :15], rtol=1e-6)
 
 
 @pytest.mark.parametrize(
