@@ -12,18 +12,17 @@ per batch of the arrangement (a call's median time divided by the number of stre
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from bench.report import run_streams
 from service.client import build_request
+from service.cpu import share_cpu_threads
 from service.engine import Engine
 from service.model_manager import load_engine
 from service.query import Query
@@ -71,13 +70,12 @@ def time_batch_streams(engine: Engine, queries: Sequence[Query], size: int, min_
     """
     if streams == 1:
         return time_batch(engine, queries, size, min_seconds)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     window = max(min_seconds, 0.2)
     counts = [0] * streams
     ends = [0.0] * streams
 
     def stream(index: int, start: threading.Barrier) -> None:
-        faiss.omp_set_num_threads(max(1, cpus // streams))
+        share_cpu_threads(streams)
         batch = [queries[(index * size + i) % len(queries)] for i in range(size)]
         engine.retrieve(batch)  # untimed
         start.wait()

@@ -37,6 +37,8 @@ for _key, _value in BENCH_ENV.items():  # before FAISS loads OpenMP
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
+from service.cpu import available_cpus  # noqa: E402
+
 K = 100
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     info = machine()
     index = faiss.read_index(str(args.bundle / "index.faiss"))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = available_cpus()
     q = queries(index, max((*BATCH_SIZES, args.batch)))
     faiss.cvar.distance_compute_blas_threshold = 1
     arrangements = [(1, cpus), (cpus, 1), (1, 1)]

@@ -175,27 +175,25 @@ class MicroBatcher(Generic[T, R]):
         return jobs
 
     async def _run(self) -> None:
-        slots = asyncio.Semaphore(self._config.max_concurrent_batches)
         while True:
-            await slots.acquire()  # collect the next batch only when a worker is free: batches grow with load
-            try:
-                while self._active and self._queue.qsize() < self._config.min_extra_batch_size:
-                    self._wake.clear()
-                    await self._wake.wait()
-                batch = await self._collect()
-            except BaseException:
-                slots.release()
-                raise
+            # Collect the next batch only when a worker is free (batches grow with the load), and an extra one
+            # beside a running batch only once enough requests wait.
+            while self._active >= self._config.max_concurrent_batches or (
+                self._active and self._queue.qsize() < self._config.min_extra_batch_size
+            ):
+                self._wake.clear()
+                await self._wake.wait()
+            batch = await self._collect()
             self._observer.on_queue_depth(self._queue.qsize())
             self._active += 1
-            task = asyncio.get_running_loop().create_task(self._process_batch(batch, slots))
+            task = asyncio.get_running_loop().create_task(self._process_batch(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
             # Waiting for the next batch must not keep this one's jobs alive: their items hold the engine they
             # were validated against, which would pin a replaced model version in memory.
             del batch, task
 
-    async def _process_batch(self, batch: list[_Job[T, R]], slots: asyncio.Semaphore) -> None:
+    async def _process_batch(self, batch: list[_Job[T, R]]) -> None:
         try:
             await self._run_batch(batch)
         except Exception:  # keep serving: the batch's futures already hold the error
@@ -205,7 +203,6 @@ class MicroBatcher(Generic[T, R]):
                 self._queue.task_done()
             self._active -= 1
             self._wake.set()
-            slots.release()
 
     async def _collect(self) -> list[_Job[T, R]]:
         first = await self._queue.get()

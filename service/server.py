@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faiss
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -25,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from service.admission import AdmissionGate
 from service.auth import BearerToken, BearerTokenInterceptor
 from service.batcher import BatcherConfig, MicroBatcher
+from service.cpu import share_cpu_threads
 from service.decoding import RequestDecodingInterceptor
 from service.engine import Engine, RetrievalResult, retrieve_grouped
 from service.fanout import FanOutObserver
@@ -270,13 +269,6 @@ async def build_server(
         manager.model_dir,
     )
     return server, port, handles
-
-
-def share_cpu_threads(batches: int) -> None:
-    """In a compute thread, before its batch: FAISS (OpenMP) uses the CPUs' share of one of `batches` batches
-    running at once, so a lone batch uses every core and concurrent ones do not oversubscribe them."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    faiss.omp_set_num_threads(max(1, cpus // max(1, batches)))
 
 
 def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
