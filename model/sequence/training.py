@@ -33,7 +33,7 @@ from model.sequence.transformer import TransformerSequenceEncoder
 from model.sequence.vocabulary import SequenceVocabulary
 from model.towers import build_tower
 from model.training.config import ModelConfig, RunConfig, SequenceConfig, TrainConfig
-from model.training.factory import make_sampler, make_scorer
+from model.training.factory import compile_model, make_sampler, make_scorer
 from model.training.prepare import PreparedData
 from model.training.trainer import TrainedRun, train
 
@@ -174,8 +174,7 @@ def build_sequential_model(
         max_targets=config.max_targets or None,
         seed=train_config.seed,
     )
-    model.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate), jit_compile=train_config.jit_compile)
-    model.optimizer.build(model.trainable_variables)
+    compile_model(model, train_config)
     return model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from model.features import EmbeddingDimRule
@@ -35,6 +36,12 @@ def tower_shape(config: ModelConfig) -> TowerShape:
         l2_normalize=config.similarity == "cosine",
         embedding_rule=rule,
     )
+
+
+def compile_model(model: keras.Model, train: TrainConfig) -> None:
+    """Compiles `model` with Adam at `train.learning_rate` and builds the optimizer's variables."""
+    model.compile(optimizer=keras.optimizers.Adam(train.learning_rate), jit_compile=train.jit_compile)
+    model.optimizer.build(model.trainable_variables)
 
 
 def make_sampler(config: ModelConfig, train: TrainConfig, item_counts: np.ndarray) -> NegativeSampler:

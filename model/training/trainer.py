@@ -19,7 +19,7 @@ from model.evaluation import evaluate_embeddings
 from model.features import TowerSpec
 from model.towers import build_tower
 from model.training.config import ModelConfig, TrainConfig
-from model.training.factory import make_sampler, make_scorer
+from model.training.factory import compile_model, make_sampler, make_scorer
 from model.training.pipeline import training_dataset, user_feature_rows
 from model.training.prepare import PreparedData
 from model.two_tower import TwoTowerModel
@@ -92,8 +92,7 @@ def build_model(data: PreparedData, model_config: ModelConfig, train_config: Tra
         make_sampler(model_config, train_config, data.catalog.popularity),
         make_scorer(model_config),
     )
-    model.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate), jit_compile=train_config.jit_compile)
-    model.optimizer.build(model.trainable_variables)
+    compile_model(model, train_config)
     return model
 
 
