@@ -74,5 +74,5 @@ def build_tower(spec: TowerSpec) -> keras.Model:
             x = keras.layers.Dropout(spec.dropout, name=f"{spec.name}_dropout_{i}")(x)
     x = keras.layers.Dense(spec.output_dim, name=f"{spec.name}_output", dtype="float32")(x)
     if spec.l2_normalize:
-        x = keras.layers.UnitNormalization(axis=-1, name=f"{spec.name}_l2_normalize")(x)
+        x = keras.layers.UnitNormalization(axis=-1, name=f"{spec.name}_l2_normalize", dtype="float32")(x)
     return keras.Model(inputs=inputs, outputs=x, name=f"{spec.name}_tower")

@@ -93,7 +93,8 @@ class SequentialRetrievalModel(keras.Model):
         self.item_tower, self.context_tower = item_tower, context_tower
         self.max_length, self.padding, self.l2_normalize = int(max_length), padding, bool(l2_normalize)
         self.max_targets = max_targets
-        self.normalization = keras.layers.UnitNormalization(axis=-1, name="query_l2_normalize")
+        # float32 under mixed precision too: in float16 the normalisation's epsilon overflows its reciprocal
+        self.normalization = keras.layers.UnitNormalization(axis=-1, name="query_l2_normalize", dtype="float32")
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._item_table = {name: tf.constant(values) for name, values in catalog.features.items()}
         self._loss_tracker = keras.metrics.Mean(name="loss")

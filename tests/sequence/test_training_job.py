@@ -83,15 +83,21 @@ def test_sequential_job_learns_next_items_and_serves_the_offline_embedding(world
     bundle = open_bundle(result.bundle)
     assert bundle.manifest.query_tower.feature(HISTORY_FEATURE).max_values == L
     assert bundle.manifest.item_count == len(result.data.catalog)
-    log = np.loadtxt(world / "log.csv", delimiter=",", skiprows=1, dtype=str)
-    sequences = sequence_data(*_log_and_split(log), result.data, config.sequence)
-    offline = query_embeddings(result.model, sequences.test, sequences)[:40]
-    users = result.data.test.users[:40]
-    history = np.array([_history(log, result.data.user_ids[u]) for u in users])
-    segments = result.data.user_features["segment"][users]
-    served = bundle.load_query_tower()({HISTORY_FEATURE: history, "segment": segments})
+    served, offline = _served_and_offline(world, result, config, bundle, context=("segment",))
     np.testing.assert_allclose(served, offline, atol=1e-5)
     np.testing.assert_allclose(bundle.load_item_embeddings(), result.model.item_embeddings(), atol=1e-5)
+
+
+def _served_and_offline(world, result, config, bundle, context=(), users=40):
+    """The bundle's query embeddings of the first test users' histories (as the service receives them) and
+    the trained model's offline ones for the same users."""
+    log = np.loadtxt(world / "log.csv", delimiter=",", skiprows=1, dtype=str)
+    sequences = sequence_data(*_log_and_split(log), result.data, config.sequence)
+    offline = query_embeddings(result.model, sequences.test, sequences)[:users]
+    rows = result.data.test.users[:users]
+    features = {HISTORY_FEATURE: np.array([_history(log, result.data.user_ids[u]) for u in rows])}
+    features.update({name: result.data.user_features[name][rows] for name in context})
+    return np.asarray(bundle.load_query_tower()(features)), offline
 
 
 def _log_and_split(rows):
@@ -150,3 +156,22 @@ def test_bad_sequence_settings_are_clear_errors(tmp_path):
     config = {"data": {"source": "synthetic"}, "model": {"tower": "three"}, "output_dir": str(tmp_path)}
     with pytest.raises(ValueError, match=r"model.tower must be 'two-tower' or 'sequential', got 'three'"):
         run(build_config(config))
+
+
+def test_sequential_causal_transformer_trains_under_mixed_precision(world, tmp_path):
+    config = _config(world, tmp_path, "mixed", objective="causal", tied_item_embeddings=False, stride=4)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision=True))
+    result = run(config)
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # the policy is the run's only
+    test = result.metrics["test"]
+    model, popularity = test["model"]["excluding_train"], test["popularity"]["excluding_train"]
+    assert model["recall@10"] > 0.5, model
+    assert model["recall@10"] > 4 * popularity["recall@10"]
+    history = result.metrics["training"]["history"]
+    assert all(np.isfinite(row["loss"]) for row in history)
+
+    bundle = open_bundle(result.bundle)
+    served, offline = _served_and_offline(world, result, config, bundle)
+    assert served.dtype == np.float32
+    # the same weights; the offline encoder computes in float16 (mixed precision), so they agree to its rounding
+    np.testing.assert_allclose(served, offline, atol=1e-3)
