@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 # The most negative value that float16 represents with margin; masked logits stay finite under mixed precision.
@@ -156,6 +157,18 @@ def contrastive_loss(logits: Any, sample_weight: Any = None) -> Any:
         return ops.mean(per_row)
     weight = ops.cast(sample_weight, "float32")
     return ops.sum(per_row * weight) / ops.maximum(ops.sum(weight), 1e-12)
+
+
+def loss_logs(tracker: keras.metrics.Mean, strategy: tf.distribute.Strategy) -> dict[str, Any]:
+    """A train or test step's logs: {"loss": the tracker's running mean}.
+
+    Keras reduces multi-worker step outputs with reduce("MEAN", axis=0), which needs a batch axis, so under
+    `MultiWorkerMirroredStrategy` the scalar becomes a one-element vector.
+    """
+    loss = tracker.result()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        loss = tf.reshape(loss, [1])
+    return {"loss": loss}
 
 
 def _l2(x: Any) -> Any:

@@ -13,7 +13,7 @@ from model.catalog import ItemCatalog
 from model.inference import cached_function, catalog_embeddings
 from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
-from model.scorer import ContrastiveScorer, contrastive_loss
+from model.scorer import ContrastiveScorer, contrastive_loss, loss_logs
 
 
 class TwoTowerModel(keras.Model):
@@ -107,20 +107,13 @@ class TwoTowerModel(keras.Model):
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         self.sampler.update(tf.cast(item_ids, tf.int64), tf.stop_gradient(tf.cast(positive, tf.float32)))
         self._loss_tracker.update_state(loss)
-        return self._logs()
-
-    def _logs(self) -> dict[str, Any]:
-        loss = self._loss_tracker.result()
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras reduces multi-worker step outputs with reduce("MEAN", axis=0), which needs a batch axis.
-            loss = tf.reshape(loss, [1])
-        return {"loss": loss}
+        return loss_logs(self._loss_tracker, self.distribute_strategy)
 
     def test_step(self, data: Any) -> dict[str, Any]:
         query_features, item_ids, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits, _ = self.compute_logits(query_features, item_ids, training=False)
         self._loss_tracker.update_state(contrastive_loss(logits, sample_weight))
-        return self._logs()
+        return loss_logs(self._loss_tracker, self.distribute_strategy)
 
     def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""

@@ -14,7 +14,7 @@ from model.catalog import ItemCatalog
 from model.inference import cached_function, catalog_embeddings
 from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
-from model.scorer import ContrastiveScorer, contrastive_loss
+from model.scorer import ContrastiveScorer, contrastive_loss, loss_logs
 from model.sequence.masking import gather_positions
 from model.sequence.objectives import SequenceObjective
 from model.sequence.sequences import Padding
@@ -202,13 +202,13 @@ class SequentialRetrievalModel(keras.Model):
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         self.sampler.update(targets, tf.stop_gradient(tf.cast(positive, tf.float32)))
         self._loss_tracker.update_state(loss)
-        return {"loss": self._loss_tracker.result()}
+        return loss_logs(self._loss_tracker, self.distribute_strategy)
 
     def test_step(self, data: Any) -> dict[str, Any]:
         features, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits, _, _, weights = self.compute_logits(features, sample_weight, training=False)
         self._loss_tracker.update_state(contrastive_loss(logits, weights))
-        return {"loss": self._loss_tracker.result()}
+        return loss_logs(self._loss_tracker, self.distribute_strategy)
 
     def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""

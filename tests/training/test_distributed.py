@@ -12,6 +12,14 @@ ARGS = [
     "--data.source", "synthetic", "--train.epochs", "3", "--train.batch_size", "256",
     "--train.learning_rate", "0.01", "--train.patience", "0", "--train.verbose", "0", "--export.enabled", "false",
 ]  # fmt: skip
+TOWERS = {
+    "two-tower": [],
+    # a causal transformer over each user's recent items, overlapping windows, in-batch negatives
+    "sequential": [
+        "--model.tower", "sequential", "--sequence.max_length", "8", "--sequence.stride", "4",
+        "--sequence.num_layers", "1", "--train.batch_size", "64", "--train.learning_rate", "0.005",
+    ],
+}  # fmt: skip
 
 
 def _free_ports(n):
@@ -31,9 +39,10 @@ def _recall(run_dir):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_two_worker_multi_worker_training_matches_single_worker(tmp_path):
+@pytest.mark.parametrize("tower", list(TOWERS))
+def test_two_worker_multi_worker_training_matches_single_worker(tmp_path, tower):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, "-m", "model.cli", *ARGS]
+    cmd = [sys.executable, "-m", "model.cli", *ARGS, *TOWERS[tower]]
     single = subprocess.run([*cmd, "--output_dir", str(tmp_path / "single")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
 
