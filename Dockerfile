@@ -6,8 +6,13 @@
 #
 # Both stages start from the same base so the virtual environment built in the first one runs unchanged in the
 # second. Ubuntu 22.04 ships Python 3.11 as `python3.11`; the GPU base adds the CUDA runtime, and
-# `tensorflow[and-cuda]` / `faiss-gpu-cu12` bring cuDNN and cuBLAS as wheels. Only the NVIDIA driver comes from
-# the node (NVIDIA container toolkit).
+# `tensorflow[and-cuda]` / `faiss-gpu` bring cuDNN, cuBLAS and the CUDA 12 runtime as nvidia-*-cu12 wheels (pip
+# resolves one set that satisfies both; docs/gpu.md lists it). Only the NVIDIA driver comes from the node
+# (NVIDIA container toolkit).
+#
+# FAISS GPU: the official `faiss-gpu` wheel (CUDA 12) carries kernels for sm_70, 75, 80, 86, 89 and 90 and sm_90
+# PTX, so it runs on V100 through A100/L4/L40 and H100/H200. Not `faiss-gpu-cu12` 1.14.1.post1: its kernels are
+# sm_70 and sm_80 only, with no PTX, so it cannot search on Hopper (docs/gpu.md shows how this was checked).
 ARG BASE_IMAGE=nvidia/cuda:12.5.1-runtime-ubuntu22.04
 
 FROM ${BASE_IMAGE} AS build
@@ -21,7 +26,7 @@ RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY deploy/docker/requirements-serve.txt /tmp/requirements-serve.txt
 RUN if [ "$VARIANT" = "gpu" ]; then \
-        pip install "tensorflow[and-cuda]==2.21.0" "faiss-gpu-cu12==1.14.1.post1"; \
+        pip install "tensorflow[and-cuda]==2.21.0" "faiss-gpu==1.15.1"; \
     elif [ "$VARIANT" = "cpu" ]; then \
         pip install "tensorflow==2.21.0" "faiss-cpu==1.15.1"; \
     else \

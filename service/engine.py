@@ -3,14 +3,17 @@
 `Engine.retrieve` answers a batch of validated queries with one query-tower call and ONE index search for
 max(k_i + |exclusions_i|) neighbours (bounded by the catalog, and by FAISS's GPU k limit), then drops each
 query's excluded items, keeping the order. Exclusions are filtered here, never with an IDSelector, which GPU
-indexes ignore. All calls block: run them off the event loop.
+indexes ignore. All calls block: run them off the event loop. Concurrent calls search a CPU index at the same
+time but take turns on a GPU index, which FAISS allows one calling thread at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,17 +21,14 @@ import faiss
 import numpy as np
 import tensorflow as tf
 
-from model.bundle import Bundle, Manifest, set_search_params
-from model.bundle.index import BLAS_THRESHOLD
+from model.bundle import Bundle, Manifest
+from model.bundle.gpu import GPU_MAX_K, place_index
 from model.features import CategoricalFeature, TowerSpec
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
 from service.validation import default_features
 
 logger = logging.getLogger(__name__)
-
-# FAISS GPU indexes answer at most this many neighbours per query.
-GPU_MAX_K = 2048
 
 Encoder = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -91,7 +91,10 @@ class Engine:
         self._index = index
         self._item_ids = np.asarray(item_ids, dtype=object)
         self._row_by_id = {item_id: row for row, item_id in enumerate(self._item_ids.tolist())}
-        self._max_fetch = min(len(item_ids), GPU_MAX_K) if index_device.startswith("gpu") else len(item_ids)
+        on_gpu = index_device.startswith("gpu")
+        self._max_fetch = min(len(item_ids), GPU_MAX_K) if on_gpu else len(item_ids)
+        # FAISS GPU indexes and their resources take one calling thread at a time.
+        self._search_lock: AbstractContextManager[Any] = threading.Lock() if on_gpu else nullcontext()
         self._observer = observer or NullObserver()
         self._keep_alive = keep_alive
         self._display = {name: np.asarray(values, dtype=object) for name, values in (display or {}).items()}
@@ -110,7 +113,7 @@ class Engine:
         """
         encoder = bundle.load_query_tower()
         items = bundle.load_items()
-        index, device, resources = place_index(bundle.load_index(), bundle.manifest, gpu_device)
+        index, device, resources = place_index(bundle.load_index(), bundle.manifest.index, gpu_device)
         return cls(
             manifest=bundle.manifest,
             encoder=encoder,
@@ -140,7 +143,8 @@ class Engine:
         encoded = time.perf_counter()
         excluded = [self._rows(q.exclude) for q in queries]
         fetch = min(max(q.k + len(rows) for q, rows in zip(queries, excluded, strict=True)), self._max_fetch)
-        scores, ids = self._index.search(embeddings, fetch)
+        with self._search_lock:
+            scores, ids = self._index.search(embeddings, fetch)
         searched = time.perf_counter()
         results = self._results(queries, excluded, ids, scores)
         done = time.perf_counter()
@@ -226,28 +230,6 @@ def retrieve_grouped(work: Sequence[tuple[Engine, Query]]) -> list[RetrievalResu
         for position, result in zip(positions, engine.retrieve([work[p][1] for p in positions]), strict=True):
             results[position] = result
     return [r for r in results if r is not None]
-
-
-def place_index(index: faiss.Index, manifest: Manifest, gpu_device: int) -> tuple[faiss.Index, str, Any]:
-    """Moves `index` to FAISS GPU `gpu_device` when FAISS has GPUs (and `gpu_device` >= 0).
-
-    Returns:
-        (index, device, resources): resources must stay alive as long as a GPU index is used.
-    """
-    faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
-    if gpu_device < 0 or faiss.get_num_gpus() == 0:
-        return index, "cpu", None
-    try:
-        resources = faiss.StandardGpuResources()
-        gpu_index = faiss.index_cpu_to_gpu(resources, gpu_device, index)
-        if manifest.index.nprobe is not None:
-            faiss.GpuParameterSpace().set_index_parameter(gpu_index, "nprobe", manifest.index.nprobe)
-    except (RuntimeError, AttributeError) as error:
-        logger.warning("index stays on cpu factory=%s reason=%s", manifest.index.factory, error)
-        set_search_params(index, manifest.index)
-        return index, "cpu", None
-    logger.info("index moved to gpu device=%d factory=%s", gpu_device, manifest.index.factory)
-    return gpu_index, f"gpu:{gpu_device}", resources
 
 
 def query_device() -> str:

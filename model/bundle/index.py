@@ -27,7 +27,7 @@ BLAS_THRESHOLD = 8
 MIN_POINTS_PER_CENTROID = 39
 # Training sample cap per centroid (FAISS subsamples above 256 per centroid anyway).
 MAX_POINTS_PER_CENTROID = 256
-# PQ sub-quantizer counts that GPU IVF-PQ supports (so the server can move the index to a GPU).
+# PQ sub-quantizer counts that GPU IVF-PQ supports (so that model/bundle/gpu.py can move the index to a GPU).
 GPU_PQ_SUBQUANTIZERS = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 48, 56, 64, 96)
 
 IndexKind = Literal["flat", "ivf", "hnsw", "ivfpq"]

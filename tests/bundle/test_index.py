@@ -16,20 +16,12 @@ from model.bundle.index import (
     set_search_params,
 )
 from model.evaluation import exact_top_k
-
-
-def _clustered(num_items: int, num_queries: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Items and queries drawn around 64 shared random centres (planted structure, like trained embeddings)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((64, dim)).astype(np.float32)
-    items = centres[rng.integers(0, 64, num_items)] + 0.3 * rng.standard_normal((num_items, dim))
-    queries = centres[rng.integers(0, 64, num_queries)] + 0.3 * rng.standard_normal((num_queries, dim))
-    return items.astype(np.float32), queries.astype(np.float32)
+from tests.bundle.helpers import clustered
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    items, queries = _clustered(10_000, 200, 32)
+    items, queries = clustered(10_000, 200, 32)
     exact, _ = exact_top_k(queries, items, 10, rng=np.random.default_rng(0))
     return items, queries, exact
 

@@ -49,7 +49,7 @@ def test_dockerfile_passes_hadolint_and_has_the_required_shape() -> None:
     assert "USER 10001" in final and "PYTHONUNBUFFERED=1" in final
     assert 'ENTRYPOINT ["retrieval-serve"]' in final and "--metrics-port" in final
     assert not any(tool in final for tool in ("build-essential", "gcc", "python3.11-dev", "pip install"))
-    assert "tensorflow[and-cuda]" in text and "faiss-gpu-cu12" in text and "faiss-cpu" in text
+    assert "tensorflow[and-cuda]" in text and "faiss-gpu==1.15.1" in text and "faiss-cpu" in text
 
 
 def test_hadolint_flags_a_bad_dockerfile(tmp_path: Path) -> None:

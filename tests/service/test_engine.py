@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from model.bundle import open_bundle
-from service.engine import Engine, place_index, query_device, retrieve_grouped
+from model.bundle.gpu import place_index
+from service.engine import Engine, query_device, retrieve_grouped
 from service.observer import RecordingObserver
 from service.query import Query
 from service.validation import default_features
@@ -105,7 +106,7 @@ def test_grouped_retrieval_serves_each_query_on_its_own_engine(engine: Engine) -
 
 def test_devices_and_warm_up_on_a_cpu_machine(engine: Engine) -> None:
     assert engine.index_device == "cpu" and query_device() in ("cpu", "gpu:0")
-    index, device, resources = place_index(engine._index, engine.manifest, gpu_device=-1)
+    index, device, resources = place_index(engine._index, engine.manifest.index, gpu_device=-1)
     assert (index, device, resources) == (engine._index, "cpu", None)
     engine.warm_up((1, 4))
     assert engine.retrieve([]) == []
