@@ -68,6 +68,7 @@ class ContrastiveScorer(keras.layers.Layer):
         negative_log_q: Any = None,
         positive_log_q: Any = None,
         negative_valid: Any = None,
+        negative_mask: Any = None,
     ) -> Any:
         """Computes the logits.
 
@@ -81,6 +82,8 @@ class ContrastiveScorer(keras.layers.Layer):
             positive_log_q: [batch_size] log sampling probabilities of the positives; when given with
                 logQ correction, the positive logit is corrected too.
             negative_valid: optional [num_negatives] booleans; invalid slots get `false_negative_score`.
+            negative_mask: optional [batch_size, num_negatives] booleans; True gives that row's negative
+                `false_negative_score` too (e.g. an item the row's user already interacted with).
 
         Returns:
             [batch_size, 1 + k] float32 logits with the positive in column 0 (k = num_negatives, or
@@ -114,6 +117,8 @@ class ContrastiveScorer(keras.layers.Layer):
         )
         if negative_valid is not None:
             masked = ops.logical_or(masked, ops.expand_dims(ops.logical_not(negative_valid), 0))
+        if negative_mask is not None:
+            masked = ops.logical_or(masked, ops.cast(negative_mask, "bool"))
         negative_logits = ops.where(masked, ops.full_like(negative_logits, self.false_negative_score), negative_logits)
 
         batch_negative_ids = ops.broadcast_to(

@@ -46,6 +46,8 @@ class SequentialRetrievalModel(keras.Model):
         objective: `MaskedItemObjective` or `CausalObjective`.
         max_length: window length L of the training sequences and of served histories.
         item_tower: a separate item tower (raw catalog features -> [n, d]) instead of weight tying.
+        mask_seen_negatives: the items of a target's own window are never its negatives (masked like
+            accidental hits): the user already interacted with them, and evaluation and serving exclude them.
         context_tower: optional model of raw user side features -> [B, c], fed to the encoder's head.
         padding: layout of the windows.
         l2_normalize: L2-normalise query and item embeddings (cosine similarity).
@@ -65,6 +67,7 @@ class SequentialRetrievalModel(keras.Model):
         *,
         max_length: int,
         item_tower: keras.Model | None = None,
+        mask_seen_negatives: bool = False,
         context_tower: keras.Model | None = None,
         padding: Padding = Padding.LEFT,
         l2_normalize: bool = False,
@@ -92,7 +95,7 @@ class SequentialRetrievalModel(keras.Model):
         self.sampler, self.scorer, self.objective = sampler, scorer, objective
         self.item_tower, self.context_tower = item_tower, context_tower
         self.max_length, self.padding, self.l2_normalize = int(max_length), padding, bool(l2_normalize)
-        self.max_targets = max_targets
+        self.max_targets, self.mask_seen_negatives = max_targets, bool(mask_seen_negatives)
         # float32 under mixed precision too: in float16 the normalisation's epsilon overflows its reciprocal
         self.normalization = keras.layers.UnitNormalization(axis=-1, name="query_l2_normalize", dtype="float32")
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -162,8 +165,9 @@ class SequentialRetrievalModel(keras.Model):
         embedding = gather_positions(states, query.positions)
         return self.normalization(embedding) if self.l2_normalize else embedding
 
-    def _targets(self, features: Mapping[str, Any], sample_weight: Any, training: bool) -> tuple[Any, Any, Any]:
-        """Query embeddings [M, d], internal target ids [M] and weights [M] (or None) of the scored positions."""
+    def _targets(self, features: Mapping[str, Any], sample_weight: Any, training: bool) -> tuple[Any, ...]:
+        """Query embeddings [M, d], internal target ids [M], weights [M] (or None) of the scored positions,
+        and the internal ids [M, W] of each one's window items (-1 elsewhere)."""
         masked = self.objective.targets(
             features[TOKENS], features[PADDING_MASK], mask_token=self.mask_token, seed=self.seed_generator
         )
@@ -180,16 +184,19 @@ class SequentialRetrievalModel(keras.Model):
             query = self.normalization(query)
         targets = tf.gather(tf.reshape(tf.cast(masked.targets, tf.int64), [-1]), index) - ITEM_OFFSET
         weights = None if sample_weight is None else tf.gather(tf.reshape(sample_weight, [-1]), index // length)
-        return query, targets, weights
+        window = tf.cast(features[TOKENS], tf.int64) - ITEM_OFFSET
+        window = tf.where(tf.logical_and(window >= 0, window < len(self.catalog)), window, -1)
+        return query, targets, weights, tf.gather(window, index // length)
 
     def compute_logits(
         self, features: Mapping[str, Any], sample_weight: Any, training: bool
     ) -> tuple[Any, Any, Any, Any]:
         """Logits [M, 1 + k] (positive in column 0), positives [M, d], target ids [M] and weights [M]."""
-        query, targets, weights = self._targets(features, sample_weight, training)
+        query, targets, weights, window = self._targets(features, sample_weight, training)
         positive = self.encode_items(targets, training=training)
         encode = lambda ids: self.encode_items(ids, training=training)  # noqa: E731
-        logits = sampled_logits(query, positive, targets, self.sampler, self.scorer, encode)
+        seen = window if self.mask_seen_negatives else None
+        logits = sampled_logits(query, positive, targets, self.sampler, self.scorer, encode, seen_ids=seen)
         return logits, positive, targets, weights
 
     def train_step(self, data: Any) -> dict[str, Any]:

@@ -172,9 +172,10 @@ def build_sequential_model(
         padding=Padding(config.padding),
         l2_normalize=model_config.similarity == "cosine",
         max_targets=config.max_targets or None,
+        mask_seen_negatives=config.mask_seen_negatives,
         seed=train_config.seed,
     )
-    compile_model(model, train_config)
+    compile_model(model, train_config, len(sequences.train))
     return model
 
 

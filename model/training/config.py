@@ -107,7 +107,11 @@ class TrainConfig:
     Attributes:
         epochs: maximum number of epochs.
         batch_size: examples per step.
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate (the peak of a schedule).
+        lr_schedule: "constant", or "cosine": decays from learning_rate to 0 over `decay_epochs` epochs and
+            stays there.
+        decay_epochs: length of the cosine decay in epochs (0 = `epochs`); set it when a run is cut short (a
+            refit for the best epoch count) and must follow the same schedule as the longer run.
         seed: seed of weights, shuffling and sampling.
         patience: early stopping after this many epochs without a better validation recall (0 = off).
         eval_k: K of the validation Recall@K that selects the best epoch.
@@ -120,6 +124,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 512
     learning_rate: float = 0.002
+    lr_schedule: str = "constant"
+    decay_epochs: int = 0
     seed: int = 42
     patience: int = 5
     eval_k: int = 10
@@ -149,6 +155,8 @@ class SequenceConfig:
         stride: training windows end every `stride` items of a user (0 = max_length: every item is a target
             once; a causal window holds max_length + 1 items, the inputs and their next items).
         max_targets: at most this many scored positions per batch (0 = all).
+        mask_seen_negatives: the items of a target's own training window are never its negatives (masked like
+            accidental hits), as the evaluation and the service's exclude-history option never rank them.
         padding: "left" or "right".
         user_features: feed the user side features (not the user id) to the head as context.
         full_softmax: score every catalog item as a negative instead of using model.sampler.
@@ -167,6 +175,7 @@ class SequenceConfig:
     tied_item_embeddings: bool = True
     stride: int = 0
     max_targets: int = 0
+    mask_seen_negatives: bool = False
     padding: str = "left"
     user_features: bool = False
     full_softmax: bool = False

@@ -38,9 +38,27 @@ def tower_shape(config: ModelConfig) -> TowerShape:
     )
 
 
-def compile_model(model: keras.Model, train: TrainConfig) -> None:
-    """Compiles `model` with Adam at `train.learning_rate` and builds the optimizer's variables."""
-    model.compile(optimizer=keras.optimizers.Adam(train.learning_rate), jit_compile=train.jit_compile)
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Adam's learning rate: `train.learning_rate`, or its cosine decay over `train.decay_epochs` epochs."""
+    if train.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {train.lr_schedule!r}")
+    if train.decay_epochs < 0 or steps_per_epoch < 1:
+        raise ValueError(
+            f"need train.decay_epochs >= 0 and steps_per_epoch >= 1, got {train.decay_epochs} and {steps_per_epoch}"
+        )
+    if train.lr_schedule == "constant":
+        return train.learning_rate
+    epochs = train.decay_epochs or train.epochs
+    return keras.optimizers.schedules.CosineDecay(train.learning_rate, decay_steps=max(1, epochs * steps_per_epoch))
+
+
+def compile_model(model: keras.Model, train: TrainConfig, num_examples: int) -> None:
+    """Compiles `model` with Adam (`learning_rate`'s schedule for `num_examples` per epoch), builds its variables."""
+    steps = max(1, -(-num_examples // train.batch_size))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate(train, steps)), jit_compile=train.jit_compile)
     model.optimizer.build(model.trainable_variables)
 
 

@@ -92,7 +92,7 @@ def build_model(data: PreparedData, model_config: ModelConfig, train_config: Tra
         make_sampler(model_config, train_config, data.catalog.popularity),
         make_scorer(model_config),
     )
-    compile_model(model, train_config)
+    compile_model(model, train_config, len(data.train))
     return model
 
 

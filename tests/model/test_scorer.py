@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from model.sampled_logits import seen_negatives
 from model.scorer import FALSE_NEGATIVE_SCORE, ContrastiveScorer, contrastive_loss
 from tests.helpers import assert_close, save_load_model, serialize_round_trip
 
@@ -33,6 +34,18 @@ def test_hand_computed_logits_with_accidental_hit_logq_and_temperature():
     scorer = ContrastiveScorer(temperature=0.5, logq_correction=True)
     logits = scorer(Q, P, POS_IDS, NEG, NEG_IDS, negative_log_q=NEG_LOG_Q, positive_log_q=POS_LOG_Q)
     assert_close(logits, EXPECTED)
+
+
+def test_negative_mask_masks_per_row_and_seen_negatives_finds_each_rows_items():
+    seen = np.array([[9, -1, -1], [5, 7, 3]])  # row 0 saw item 9; row 1 saw 5, 7 and its own positive 3
+    mask = seen_negatives(seen, NEG_IDS)
+    np.testing.assert_array_equal(mask, [[False, False, True], [True, True, False]])
+    scorer = ContrastiveScorer(temperature=0.5, logq_correction=True)
+    logits = scorer(Q, P, POS_IDS, NEG, NEG_IDS, NEG_LOG_Q, POS_LOG_Q, negative_mask=mask)
+    expected = EXPECTED.copy()
+    expected[0, 3] = expected[1, 1] = expected[1, 2] = FALSE_NEGATIVE_SCORE
+    assert_close(logits, expected)
+    assert not np.asarray(seen_negatives(np.full((2, 4), -1), NEG_IDS)).any()  # nothing seen, nothing masked
 
 
 def test_loss_is_cross_entropy_with_positive_in_column_0():

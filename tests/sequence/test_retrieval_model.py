@@ -10,9 +10,10 @@ from model.catalog import ItemCatalog
 from model.evaluation import Exclusions, evaluate_embeddings, evaluate_scores, popularity_scores
 from model.features import CategoricalFeature, TowerSpec
 from model.samplers import CountedFrequency, InBatchSampler, MixedSampler, PopularitySampler
-from model.scorer import ContrastiveScorer
+from model.scorer import FALSE_NEGATIVE_SCORE, ContrastiveScorer
 from model.sequence import (
     HISTORY_FEATURE,
+    ITEM_OFFSET,
     CausalObjective,
     HistoryAverageEncoder,
     MaskedItemObjective,
@@ -25,6 +26,7 @@ from model.sequence import (
     query_spec,
     sequence_dataset,
 )
+from model.sequence.catalog_sampler import FullCatalogSampler
 from model.towers import build_tower
 from tests.helpers import assert_close
 
@@ -164,28 +166,54 @@ def test_history_average_with_context_and_separate_item_tower():
     assert [f.name for f in query_spec(model, context_spec).features] == [HISTORY_FEATURE, "segment"]
 
 
-def test_causal_training_scores_the_column_a_query_reads():
-    """The last input column of left-padded windows (where a causal query reads) gets a target and a gradient."""
-    keras.utils.set_random_seed(3)
-    encoder = TransformerSequenceEncoder(L, DIM, num_layers=1, num_heads=2, dropout=0.0, causal=True)
-    model = SequentialRetrievalModel(
+def _causal_model(sampler, **kwargs):
+    """A one-block causal transformer over the planted world's catalog, trained with `sampler`'s negatives."""
+    return SequentialRetrievalModel(
         keras.layers.Embedding(SequenceVocabulary(NUM_ITEMS).size, DIM),
-        encoder,
+        TransformerSequenceEncoder(L, DIM, num_layers=1, num_heads=2, dropout=0.0, causal=True),
         CATALOG,
-        InBatchSampler(),
+        sampler,
         ContrastiveScorer(temperature=0.1, logq_correction=False),
         CausalObjective(),
         max_length=L,
-        seed=4,
+        **kwargs,
     )
-    windows = _sequences(max_length=model.training_window_length).take(np.arange(64))
-    features = {"tokens": tf.constant(windows.tokens), "padding_mask": tf.constant(windows.padding_mask)}
+
+
+def _windows(model, count):
+    """The first `count` training windows of the world and their feature dict."""
+    windows = _sequences(max_length=model.training_window_length).take(np.arange(count))
+    return windows, {"tokens": tf.constant(windows.tokens), "padding_mask": tf.constant(windows.padding_mask)}
+
+
+def test_causal_training_scores_the_column_a_query_reads():
+    """The last input column of left-padded windows (where a causal query reads) gets a target and a gradient."""
+    keras.utils.set_random_seed(3)
+    model = _causal_model(InBatchSampler(), seed=4)
+    _, features = _windows(model, 64)
     with tf.GradientTape() as tape:
         logits, _, targets, _ = model.compute_logits(features, None, training=True)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(targets), logits))
-    positions = tf.convert_to_tensor(tape.gradient(loss, encoder.positions.embeddings))
+    positions = tf.convert_to_tensor(tape.gradient(loss, model.encoder.positions.embeddings))
     assert len(targets) == 64 * L  # every user has L + 1 training events: L targets per window
     assert float(tf.reduce_sum(tf.abs(positions[L - 1]))) > 0.0
+
+
+def test_mask_seen_negatives_masks_each_targets_window_items():
+    """With the full catalog as negatives, a target's row masks exactly its window's items (and itself)."""
+    keras.utils.set_random_seed(5)
+    model = _causal_model(FullCatalogSampler(NUM_ITEMS), mask_seen_negatives=True)
+    windows, features = _windows(model, 16)
+    logits, _, targets, _ = model.compute_logits(features, None, training=False)
+    masked = np.asarray(logits)[:, 1:] == np.float32(FALSE_NEGATIVE_SCORE)
+    assert masked.shape == (16 * L, NUM_ITEMS)  # full windows: L targets each, in window order
+    for row, target in enumerate(np.asarray(targets)):
+        window = windows.tokens[row // L]
+        expected = set((window[window >= ITEM_OFFSET] - ITEM_OFFSET).tolist()) | {int(target)}
+        assert set(np.flatnonzero(masked[row]).tolist()) == expected
+    model.mask_seen_negatives = False
+    plain = np.asarray(model.compute_logits(features, None, training=False)[0])[:, 1:]
+    assert (plain == np.float32(FALSE_NEGATIVE_SCORE)).sum() == 16 * L  # only the accidental hits
 
 
 def test_rejects_inconsistent_parts():

@@ -1,7 +1,19 @@
+import dataclasses
+
+import keras
 import pytest
 
 from model.cli import parse_args
-from model.training.config import RunConfig, apply_overrides, build_config, field_paths, load_toml, to_dict
+from model.training.config import (
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    build_config,
+    field_paths,
+    load_toml,
+    to_dict,
+)
+from model.training.factory import compile_model, learning_rate
 
 
 def test_toml_then_command_line_overrides(tmp_path):
@@ -40,3 +52,28 @@ def test_bad_config_names_the_field(values, message):
 
 def test_defaults_build():
     assert isinstance(build_config({}), RunConfig)
+
+
+def test_cosine_schedule_decays_over_decay_epochs_and_stays_at_zero():
+    train = TrainConfig(learning_rate=0.01, lr_schedule="cosine", epochs=40, decay_epochs=4, batch_size=10)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    compile_model(model, train, num_examples=95)  # 10 steps per epoch (the last one short): 40 decay steps
+    rates = []
+    for step in (0, 20, 40, 400):
+        model.optimizer.iterations.assign(step)
+        rates.append(float(model.optimizer.learning_rate))
+    assert rates == pytest.approx([0.01, 0.005, 0.0, 0.0], abs=1e-7)
+    assert learning_rate(TrainConfig(learning_rate=0.003), steps_per_epoch=7) == 0.003
+    assert float(learning_rate(dataclasses.replace(train, decay_epochs=0), 10)(200)) == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        (TrainConfig(lr_schedule="step"), r"train.lr_schedule must be one of \('constant', 'cosine'\), got 'step'"),
+        (TrainConfig(lr_schedule="cosine", decay_epochs=-1), "train.decay_epochs >= 0"),
+    ],
+)
+def test_bad_schedule_names_the_field(train, message):
+    with pytest.raises(ValueError, match=message):
+        learning_rate(train, steps_per_epoch=5)
