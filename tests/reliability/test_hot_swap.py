@@ -30,9 +30,15 @@ SLACK_S = 0.05
 
 
 class SwapClock(NullObserver):
-    """Records when each version started serving (time.monotonic)."""
+    """Records when each version finished loading and when the observer heard it went live (time.monotonic).
+
+    The manager swaps between the two, so a version serves no earlier than `loaded_at` and stops being picked
+    before its successor's `live_from`; `live_from` alone can lag the swap by a thread switch, which under
+    load is longer than the slack.
+    """
 
     def __init__(self) -> None:
+        self.loaded_at: dict[int, float] = {}
         self.live_from: dict[int, float] = {}
 
     def on_model_loaded(self, model: str, version: int, index_type: str, device: str, item_count: int) -> None:
@@ -51,6 +57,7 @@ def test_hot_swaps_under_load_fail_nothing_and_release_old_versions(
         engine = load_engine(path, gpu_device=-1, warmup_batch_sizes=(1, 64))
         with lock:
             engines.append(weakref.ref(engine))
+            clock.loaded_at[int(path.name)] = time.monotonic()
         return engine
 
     config = server_config(models_dir, reload_interval_s=0.05, grace_period_s=2.0)
@@ -75,8 +82,8 @@ def test_hot_swaps_under_load_fail_nothing_and_release_old_versions(
     rss_after = rss_bytes(os.getpid())
 
     live = sorted(clock.live_from.items())
-    intervals = {v: (t - SLACK_S, live[i + 1][1] + SLACK_S if i + 1 < len(live) else float("inf")) for i, (v, t) in
-                 enumerate(live)}  # fmt: skip
+    intervals = {v: (clock.loaded_at[v] - SLACK_S, live[i + 1][1] + SLACK_S if i + 1 < len(live) else float("inf"))
+                 for i, (v, _) in enumerate(live)}  # fmt: skip
     out_of_window = [
         (c.version, round(c.start, 3), round(c.end, 3))
         for c in stats.calls
