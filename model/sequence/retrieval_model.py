@@ -167,7 +167,7 @@ class SequentialRetrievalModel(keras.Model):
 
     def _targets(self, features: Mapping[str, Any], sample_weight: Any, training: bool) -> tuple[Any, ...]:
         """Query embeddings [M, d], internal target ids [M], weights [M] (or None) of the scored positions,
-        and the internal ids [M, W] of each one's window items (-1 elsewhere)."""
+        and, with `mask_seen_negatives`, the internal ids [M, W] of each one's window items (-1 elsewhere)."""
         masked = self.objective.targets(
             features[TOKENS], features[PADDING_MASK], mask_token=self.mask_token, seed=self.seed_generator
         )
@@ -184,6 +184,8 @@ class SequentialRetrievalModel(keras.Model):
             query = self.normalization(query)
         targets = tf.gather(tf.reshape(tf.cast(masked.targets, tf.int64), [-1]), index) - ITEM_OFFSET
         weights = None if sample_weight is None else tf.gather(tf.reshape(sample_weight, [-1]), index // length)
+        if not self.mask_seen_negatives:
+            return query, targets, weights, None
         window = tf.cast(features[TOKENS], tf.int64) - ITEM_OFFSET
         window = tf.where(tf.logical_and(window >= 0, window < len(self.catalog)), window, -1)
         return query, targets, weights, tf.gather(window, index // length)
@@ -192,10 +194,9 @@ class SequentialRetrievalModel(keras.Model):
         self, features: Mapping[str, Any], sample_weight: Any, training: bool
     ) -> tuple[Any, Any, Any, Any]:
         """Logits [M, 1 + k] (positive in column 0), positives [M, d], target ids [M] and weights [M]."""
-        query, targets, weights, window = self._targets(features, sample_weight, training)
+        query, targets, weights, seen = self._targets(features, sample_weight, training)
         positive = self.encode_items(targets, training=training)
         encode = lambda ids: self.encode_items(ids, training=training)  # noqa: E731
-        seen = window if self.mask_seen_negatives else None
         logits = sampled_logits(query, positive, targets, self.sampler, self.scorer, encode, seen_ids=seen)
         return logits, positive, targets, weights
 
