@@ -1,9 +1,11 @@
-"""An asyncio micro-batcher: concurrent requests are queued and processed together, one call per batch.
+"""An asyncio adaptive batcher: concurrent requests are queued and processed together, one call per batch.
 
-A batch closes when it holds `max_batch_size` requests or `max_delay_us` after its first request was queued.
-Up to `max_concurrent_batches` batches are processed at once; the next batch is collected only when one of
-them finishes, so under load requests gather in the queue while the workers are busy and batches grow with the
-load. Requests whose deadline passed or whose caller went away are dropped before compute. The processing
+Adaptive, like Triton's dynamic batcher: when a worker is free, a batch starts at once with whatever is queued
+(up to `max_batch_size`). Requests wait only while every worker is busy; up to `max_concurrent_batches` batches
+are processed at once and the next one is collected only when one of them finishes, so under load requests
+gather in the queue and batches grow with the load, while an idle server answers a lone request without
+waiting. `max_delay_us` (default 0) only bounds how long a forming batch may wait for more requests, for
+callers that prefer fuller batches to lower latency. Requests whose deadline passed or whose caller went away are dropped before compute. The processing
 function runs in an executor (it blocks: TensorFlow and FAISS), so the event loop keeps accepting requests
 meanwhile; the executor needs at least `max_concurrent_batches` threads.
 """
@@ -33,7 +35,8 @@ class BatcherConfig:
 
     Attributes:
         max_batch_size: most requests per batch.
-        max_delay_us: longest wait, from the first request's arrival, for a batch to fill.
+        max_delay_us: longest wait, from the first request's arrival, for a forming batch to fill; 0 (the default)
+            starts each batch with whatever is queued as soon as a worker is free.
         queue_size: most requests waiting; beyond it `submit` raises `Overloaded`.
         max_concurrent_batches: batches processed at the same time (each by its own executor thread). Two
             single-threaded searches keep both CPU cores busy without the OpenMP barrier stalls that one
@@ -44,7 +47,7 @@ class BatcherConfig:
     """
 
     max_batch_size: int = 64
-    max_delay_us: int = 2000
+    max_delay_us: int = 0
     queue_size: int = 1024
     max_concurrent_batches: int = 2
     min_extra_batch_size: int = 16
@@ -205,18 +208,25 @@ class MicroBatcher(Generic[T, R]):
             self._wake.set()
 
     async def _collect(self) -> list[_Job[T, R]]:
+        """A worker is free: the first queued request (waiting for one if none is), everything queued behind it,
+        and, only with a positive `max_delay_us`, what arrives before that delay runs out."""
         first = await self._queue.get()
         batch = [first]
+        size, queue = self._config.max_batch_size, self._queue
+        while len(batch) < size and not queue.empty():
+            batch.append(queue.get_nowait())
+        if self._config.max_delay_us <= 0:
+            return batch
         close_at = first.enqueued + self._config.max_delay_us / 1e6
-        while len(batch) < self._config.max_batch_size:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+        while len(batch) < size:
+            if not queue.empty():
+                batch.append(queue.get_nowait())
                 continue
             remaining = close_at - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                batch.append(await asyncio.wait_for(queue.get(), remaining))
             except TimeoutError:
                 break
         return batch

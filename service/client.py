@@ -51,8 +51,9 @@ def build_request(
     exclude: Sequence[str] = (),
     exclude_history: bool = False,
     request_id: str = "",
+    display: Sequence[str] = (),
 ) -> pb.RetrieveCandidatesRequest:
-    """A RetrieveCandidatesRequest from plain Python values."""
+    """A RetrieveCandidatesRequest from plain Python values; `display` selects display attributes ("*": all)."""
     return pb.RetrieveCandidatesRequest(
         user_id=user_id,
         num_candidates=k,
@@ -61,6 +62,7 @@ def build_request(
         exclude_item_ids=list(exclude),
         exclude_history=exclude_history,
         request_id=request_id,
+        display_attributes=list(display),
     )
 
 

@@ -76,7 +76,9 @@ def demo_requests(users: Sequence[str], k: int) -> list[pb.RetrieveCandidatesReq
         order = np.argsort(log.timestamps[log.user_ids == user], kind="stable")
         seen = log.item_ids[log.user_ids == user][order].tolist()
         requests.append(
-            build_request(user, k, features=features, history=seen[-20:], exclude=seen, request_id=f"demo-{user}")
+            build_request(
+                user, k, features=features, history=seen[-20:], exclude=seen, request_id=f"demo-{user}", display=["*"]
+            )
         )
     return requests
 

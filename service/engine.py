@@ -43,7 +43,8 @@ class RetrievalResult:
         truncated: fewer than k items could be returned.
         model_name: the model that served the query.
         model_version: its version.
-        display: per returned item, its display attributes (e.g. title); empty dicts when the bundle has none.
+        display: per returned item, the display attributes its query selected (e.g. title); empty when it
+            selected none.
     """
 
     item_ids: tuple[str, ...]
@@ -134,6 +135,11 @@ class Engine:
     def item_count(self) -> int:
         return len(self._item_ids)
 
+    @property
+    def display_names(self) -> tuple[str, ...]:
+        """The display attributes a query may select."""
+        return tuple(self._display)
+
     def retrieve(self, queries: Sequence[Query]) -> list[RetrievalResult]:
         """Top-k items for each query, excluded items removed; results[i] answers queries[i]."""
         if not queries:
@@ -204,15 +210,14 @@ class Engine:
                     truncated=len(item_ids) < query.k,
                     model_name=self.manifest.model_name,
                     model_version=self.manifest.model_version,
-                    display=self._display_of(top),
+                    display=self._display_of(top, query.display) if query.display else (),
                 )
             )
         return results
 
-    def _display_of(self, rows: np.ndarray) -> tuple[dict[str, str], ...]:
-        if not self._display:
-            return ()
-        columns = {name: values[rows].tolist() for name, values in self._display.items()}
+    def _display_of(self, rows: np.ndarray, names: Sequence[str]) -> tuple[dict[str, str], ...]:
+        """The selected display attributes of the items at `rows`; built only for queries that ask."""
+        columns = {name: self._display[name][rows].tolist() for name in names}
         return tuple({name: str(column[i]) for name, column in columns.items()} for i in range(len(rows)))
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 FeatureInput = str | float | tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Query:
     """What the engine needs to answer one request.
 
@@ -17,8 +17,10 @@ class Query:
         features: one value per query-tower input, every input present (defaults filled in).
         k: number of candidates wanted (>= 1).
         exclude: external item ids that must not be returned (unknown ids are ignored).
+        display: the display attributes to return with each candidate (none by default).
     """
 
     features: Mapping[str, FeatureInput]
     k: int
     exclude: frozenset[str] = frozenset()
+    display: tuple[str, ...] = ()

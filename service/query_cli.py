@@ -26,6 +26,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history", action="append", default=[], metavar="ITEM", help="a recent item id")
     parser.add_argument("--exclude", action="append", default=[], metavar="ITEM", help="an item id to exclude")
     parser.add_argument("--exclude-history", action="store_true", help="exclude the history items too")
+    parser.add_argument(
+        "--display", action="append", default=None, metavar="NAME",
+        help="a display attribute to show with each candidate (repeatable; default: all of them, '*')",
+    )  # fmt: skip
     parser.add_argument("--token", default=None, help="bearer token")
     parser.add_argument("--ca-cert", type=Path, default=None, help="CA certificate (PEM): use TLS")
     parser.add_argument("--client-cert", type=Path, default=None, help="client certificate (PEM) for mTLS")
@@ -83,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 history=args.history,
                 exclude=args.exclude,
                 exclude_history=args.exclude_history,
+                display=args.display or ["*"],
             )
     except grpc.RpcError as error:
         print(f"retrieval-query: {error.code().name}: {error.details()}", file=sys.stderr)

@@ -87,7 +87,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     ) -> pb.RetrieveCandidatesResponse:
         self._batcher.check_room()  # refuse before validating: under overload refusals must be cheap
         engine = self._engine()
-        query = validate_request(request, engine.spec, self._limits)
+        query = validate_request(request, engine.spec, self._limits, engine.display_names)
         result = await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
         return _response(result, request.request_id)
 
@@ -105,7 +105,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         queries = []
         for i, single in enumerate(request.requests):
             try:
-                queries.append(validate_request(single, engine.spec, self._limits))
+                queries.append(validate_request(single, engine.spec, self._limits, engine.display_names))
             except InvalidRequest as error:
                 raise error.within(f"requests[{i}].") from error
         results = await self._batcher.submit_many([(engine, q) for q in queries], timeout_s=context.time_remaining())
@@ -136,6 +136,8 @@ def service_info(engine: Engine, limits: ServiceLimits) -> pb.GetServiceInfoResp
         similarity=manifest.similarity,
         bundle_format_version=str(manifest.format_version),
         max_history_length=history_length(engine.spec),
+        display_attributes=engine.display_names,
+        max_batch_requests=limits.max_batch_requests,
     )
 
 
@@ -151,6 +153,7 @@ def _response(result: RetrievalResult, request_id: str) -> pb.RetrieveCandidates
     add = response.candidates.add
     for rank, (item_id, score) in enumerate(zip(result.item_ids, result.scores.tolist(), strict=True)):
         add(item_id=item_id, score=score, rank=rank)
-    for candidate, display in zip(response.candidates, result.display, strict=False):
-        candidate.display.update(display)
+    if result.display:
+        for candidate, display in zip(response.candidates, result.display, strict=True):
+            candidate.display.update(display)
     return response

@@ -8,7 +8,7 @@ Every refusal is an `InvalidRequest` naming the field and the value received. A 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from model.features import CategoricalFeature, Feature, TowerSpec
@@ -74,8 +74,23 @@ def history_length(spec: TowerSpec) -> int:
     return 0
 
 
-def validate_request(request: pb.RetrieveCandidatesRequest, spec: TowerSpec, limits: ServiceLimits) -> Query:
+# The display_attributes entry that selects every display attribute.
+ALL_DISPLAY = "*"
+
+
+def validate_request(
+    request: pb.RetrieveCandidatesRequest,
+    spec: TowerSpec,
+    limits: ServiceLimits,
+    display_names: Collection[str] = (),
+) -> Query:
     """Checks `request` and converts it to a `Query`.
+
+    Args:
+        request: the request as received.
+        spec: the query tower's feature spec.
+        limits: the service's request limits.
+        display_names: the display attributes that the serving bundle has.
 
     Raises:
         InvalidRequest: naming the first offending field.
@@ -96,7 +111,20 @@ def validate_request(request: pb.RetrieveCandidatesRequest, spec: TowerSpec, lim
                 f"at most {limits.max_exclusions} exclusions counting the history (exclude_history), got {count}",
             )
     features = _convert_features(request, spec, limits)
-    return Query(features=features, k=request.num_candidates, exclude=frozenset(exclude))
+    display = _display_selection(request.display_attributes, display_names) if request.display_attributes else ()
+    return Query(features=features, k=request.num_candidates, exclude=frozenset(exclude), display=display)
+
+
+def _display_selection(selected: Sequence[str], names: Collection[str]) -> tuple[str, ...]:
+    """The display attributes a request selected ("*": all), in the order asked, each once."""
+    if ALL_DISPLAY in selected:
+        return tuple(names)
+    for i, name in enumerate(selected):
+        if name not in names:
+            raise InvalidRequest(
+                f"display_attributes[{i}]", f"unknown display attribute {name!r}; known: {sorted(names)}"
+            )
+    return tuple(dict.fromkeys(selected))
 
 
 def _convert_features(

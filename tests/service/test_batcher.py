@@ -25,8 +25,8 @@ class Doubler:
         self.fail = False
 
     def __call__(self, items: list[int]) -> list[int]:
+        self.batches.append(list(items))  # in the order batches started (threads leave the gate in any order)
         self.gate.wait(10)
-        self.batches.append(list(items))
         if self.fail:
             raise RuntimeError("engine exploded")
         return [2 * i for i in items]
@@ -84,6 +84,24 @@ def test_an_extra_concurrent_batch_starts_once_enough_requests_wait() -> None:
         assert batcher.active_batches == 0
 
     _run(scenario, max_batch_size=8, max_delay_us=0, max_concurrent_batches=2, min_extra_batch_size=2)
+
+
+def test_an_idle_worker_starts_a_batch_at_once_with_whatever_is_queued() -> None:
+    async def scenario(batcher: MicroBatcher[int, int], process: Doubler, observer: RecordingObserver) -> None:
+        process.gate.clear()
+        first = asyncio.create_task(batcher.submit(1))
+        for _ in range(3):  # a few turns of the event loop, no timer: the idle worker took the lone request
+            await asyncio.sleep(0)
+        assert batcher.queue_depth == 0 and batcher.active_batches == 1
+        queued = [asyncio.create_task(batcher.submit(i)) for i in range(2, 6)]
+        await asyncio.sleep(0.01)
+        assert batcher.queue_depth == 4  # the only worker is busy: requests wait and the next batch grows
+        process.gate.set()
+        assert [await first, *[await q for q in queued]] == [2, 4, 6, 8, 10]
+        assert process.batches == [[1], [2, 3, 4, 5]]
+
+    assert BatcherConfig().max_delay_us == 0  # adaptive batching is the default
+    _run(scenario, max_batch_size=8, max_delay_us=BatcherConfig().max_delay_us)
 
 
 def test_a_lone_item_waits_at_most_the_delay() -> None:

@@ -148,6 +148,7 @@ def _full_request() -> pb.RetrieveCandidatesRequest:
         exclude_item_ids=["i9"],
         exclude_history=True,
         request_id="req-1",
+        display_attributes=["title"],
     )
 
 

@@ -42,7 +42,7 @@ def test_single_rpc_equals_offline_exact_top_k(server: ServerThread, bundle_path
     k = 10
     expected_ids, expected_scores = oracle_top_k(bundle_path, _raw_features(), k)
     with RetrievalClient(server.target) as client:
-        responses = [client.call(client.stub.RetrieveCandidates, _request(i, k)) for i in range(4)]
+        responses = [client.call(client.stub.RetrieveCandidates, _request(i, k, display=["*"])) for i in range(4)]
     for i, response in enumerate(responses):
         assert _ids(response) == expected_ids[i]
         np.testing.assert_allclose([c.score for c in response.candidates], expected_scores[i], atol=1e-5)
@@ -54,6 +54,23 @@ def test_single_rpc_equals_offline_exact_top_k(server: ServerThread, bundle_path
         assert [c.display["title"] for c in response.candidates] == [
             f"Title {int(c.item_id.removeprefix('item'))}" for c in response.candidates
         ]
+
+
+def test_display_attributes_are_returned_only_when_selected(server: ServerThread) -> None:
+    with RetrievalClient(server.target) as client:
+        plain = client.call(client.stub.RetrieveCandidates, _request(0, 5))
+        chosen = client.call(client.stub.RetrieveCandidates, _request(0, 5, display=["title", "title"]))
+        batch = client.retrieve_batch([_request(1, 3), _request(1, 3, display=["*"])])
+        with pytest.raises(grpc.RpcError) as error:
+            client.call(client.stub.RetrieveCandidates, _request(0, 5, display=["title", "price"]))
+    assert _ids(plain) == _ids(chosen)
+    assert all(len(c.display) == 0 for c in plain.candidates)  # the cheap default: ids and scores only
+    assert [dict(c.display) for c in chosen.candidates] == [
+        {"title": f"Title {int(c.item_id.removeprefix('item'))}"} for c in chosen.candidates
+    ]
+    assert [len(c.display) for r in batch for c in r.candidates] == [0, 0, 0, 1, 1, 1]
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith("display_attributes[1]: unknown display attribute 'price'")
 
 
 def test_batch_rpc_keeps_results_per_request_and_order(server: ServerThread, bundle_path: Path) -> None:
@@ -184,6 +201,8 @@ def test_service_info_describes_the_bundle(server: ServerThread) -> None:
         ("age", pb.FEATURE_KIND_FLOAT),
     }
     assert (info.similarity, info.bundle_format_version) == ("dot", "1")
+    assert list(info.display_attributes) == ["title"]
+    assert info.max_batch_requests == LIMITS.max_batch_requests
 
 
 def test_health_serving_and_reflection_lists_the_services(server: ServerThread) -> None:

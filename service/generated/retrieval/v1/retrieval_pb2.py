@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cretrieval/v1/retrieval.proto\x12\x0cretrieval.v1\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1b\n\tFloatList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xec\x01\n\x0c\x46\x65\x61tureValue\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x15\n\x0bint64_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12/\n\x0bstring_list\x18\x04 \x01(\x0b\x32\x18.retrieval.v1.StringListH\x00\x12-\n\nint64_list\x18\x05 \x01(\x0b\x32\x17.retrieval.v1.Int64ListH\x00\x12-\n\nfloat_list\x18\x06 \x01(\x0b\x32\x17.retrieval.v1.FloatListH\x00\x42\x07\n\x05value\"\xc8\x02\n\x19RetrieveCandidatesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12P\n\ruser_features\x18\x02 \x03(\x0b\x32\x39.retrieval.v1.RetrieveCandidatesRequest.UserFeaturesEntry\x12\x18\n\x10history_item_ids\x18\x03 \x03(\t\x12\x16\n\x0enum_candidates\x18\x04 \x01(\x05\x12\x18\n\x10\x65xclude_item_ids\x18\x05 \x03(\t\x12\x17\n\x0f\x65xclude_history\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x1aO\n\x11UserFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.retrieval.v1.FeatureValue:\x02\x38\x01\"\xa0\x01\n\tCandidate\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x35\n\x07\x64isplay\x18\x04 \x03(\x0b\x32$.retrieval.v1.Candidate.DisplayEntry\x1a.\n\x0c\x44isplayEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x1aRetrieveCandidatesResponse\x12+\n\ncandidates\x18\x01 \x03(\x0b\x32\x17.retrieval.v1.Candidate\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"[\n\x1eRetrieveCandidatesBatchRequest\x12\x39\n\x08requests\x18\x01 \x03(\x0b\x32\'.retrieval.v1.RetrieveCandidatesRequest\"^\n\x1fRetrieveCandidatesBatchResponse\x12;\n\tresponses\x18\x01 \x03(\x0b\x32(.retrieval.v1.RetrieveCandidatesResponse\"\x17\n\x15GetServiceInfoRequest\"V\n\x0b\x46\x65\x61tureSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.retrieval.v1.FeatureKind\x12\x10\n\x08required\x18\x03 \x01(\x08\"\xde\x02\n\x16GetServiceInfoResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\rembedding_dim\x18\x03 \x01(\x05\x12\x12\n\nitem_count\x18\x04 \x01(\x03\x12\x12\n\nindex_type\x18\x05 \x01(\t\x12\x14\n\x0cindex_device\x18\x06 \x01(\t\x12\x14\n\x0cquery_device\x18\x07 \x01(\t\x12\x1a\n\x12max_num_candidates\x18\x08 \x01(\x05\x12\x16\n\x0emax_exclusions\x18\t \x01(\x05\x12+\n\x08\x66\x65\x61tures\x18\n \x03(\x0b\x32\x19.retrieval.v1.FeatureSpec\x12\x12\n\nsimilarity\x18\x0b \x01(\t\x12\x1d\n\x15\x62undle_format_version\x18\x0c \x01(\t\x12\x1a\n\x12max_history_length\x18\r \x01(\x05*\xcc\x01\n\x0b\x46\x65\x61tureKind\x12\x1c\n\x18\x46\x45\x41TURE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x45\x41TURE_KIND_STRING\x10\x01\x12\x16\n\x12\x46\x45\x41TURE_KIND_INT64\x10\x02\x12\x16\n\x12\x46\x45\x41TURE_KIND_FLOAT\x10\x03\x12\x1c\n\x18\x46\x45\x41TURE_KIND_STRING_LIST\x10\x04\x12\x1b\n\x17\x46\x45\x41TURE_KIND_INT64_LIST\x10\x05\x12\x1b\n\x17\x46\x45\x41TURE_KIND_FLOAT_LIST\x10\x06\x32\xd0\x02\n\x10RetrievalService\x12g\n\x12RetrieveCandidates\x12\'.retrieval.v1.RetrieveCandidatesRequest\x1a(.retrieval.v1.RetrieveCandidatesResponse\x12v\n\x17RetrieveCandidatesBatch\x12,.retrieval.v1.RetrieveCandidatesBatchRequest\x1a-.retrieval.v1.RetrieveCandidatesBatchResponse\x12[\n\x0eGetServiceInfo\x12#.retrieval.v1.GetServiceInfoRequest\x1a$.retrieval.v1.GetServiceInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cretrieval/v1/retrieval.proto\x12\x0cretrieval.v1\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1b\n\tFloatList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xec\x01\n\x0c\x46\x65\x61tureValue\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x15\n\x0bint64_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12/\n\x0bstring_list\x18\x04 \x01(\x0b\x32\x18.retrieval.v1.StringListH\x00\x12-\n\nint64_list\x18\x05 \x01(\x0b\x32\x17.retrieval.v1.Int64ListH\x00\x12-\n\nfloat_list\x18\x06 \x01(\x0b\x32\x17.retrieval.v1.FloatListH\x00\x42\x07\n\x05value\"\xe4\x02\n\x19RetrieveCandidatesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12P\n\ruser_features\x18\x02 \x03(\x0b\x32\x39.retrieval.v1.RetrieveCandidatesRequest.UserFeaturesEntry\x12\x18\n\x10history_item_ids\x18\x03 \x03(\t\x12\x16\n\x0enum_candidates\x18\x04 \x01(\x05\x12\x18\n\x10\x65xclude_item_ids\x18\x05 \x03(\t\x12\x17\n\x0f\x65xclude_history\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x1a\n\x12\x64isplay_attributes\x18\x08 \x03(\t\x1aO\n\x11UserFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.retrieval.v1.FeatureValue:\x02\x38\x01\"\xa0\x01\n\tCandidate\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x35\n\x07\x64isplay\x18\x04 \x03(\x0b\x32$.retrieval.v1.Candidate.DisplayEntry\x1a.\n\x0c\x44isplayEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x1aRetrieveCandidatesResponse\x12+\n\ncandidates\x18\x01 \x03(\x0b\x32\x17.retrieval.v1.Candidate\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"[\n\x1eRetrieveCandidatesBatchRequest\x12\x39\n\x08requests\x18\x01 \x03(\x0b\x32\'.retrieval.v1.RetrieveCandidatesRequest\"^\n\x1fRetrieveCandidatesBatchResponse\x12;\n\tresponses\x18\x01 \x03(\x0b\x32(.retrieval.v1.RetrieveCandidatesResponse\"\x17\n\x15GetServiceInfoRequest\"V\n\x0b\x46\x65\x61tureSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.retrieval.v1.FeatureKind\x12\x10\n\x08required\x18\x03 \x01(\x08\"\x96\x03\n\x16GetServiceInfoResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\rembedding_dim\x18\x03 \x01(\x05\x12\x12\n\nitem_count\x18\x04 \x01(\x03\x12\x12\n\nindex_type\x18\x05 \x01(\t\x12\x14\n\x0cindex_device\x18\x06 \x01(\t\x12\x14\n\x0cquery_device\x18\x07 \x01(\t\x12\x1a\n\x12max_num_candidates\x18\x08 \x01(\x05\x12\x16\n\x0emax_exclusions\x18\t \x01(\x05\x12+\n\x08\x66\x65\x61tures\x18\n \x03(\x0b\x32\x19.retrieval.v1.FeatureSpec\x12\x12\n\nsimilarity\x18\x0b \x01(\t\x12\x1d\n\x15\x62undle_format_version\x18\x0c \x01(\t\x12\x1a\n\x12max_history_length\x18\r \x01(\x05\x12\x1a\n\x12\x64isplay_attributes\x18\x0e \x03(\t\x12\x1a\n\x12max_batch_requests\x18\x0f \x01(\x05*\xcc\x01\n\x0b\x46\x65\x61tureKind\x12\x1c\n\x18\x46\x45\x41TURE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x45\x41TURE_KIND_STRING\x10\x01\x12\x16\n\x12\x46\x45\x41TURE_KIND_INT64\x10\x02\x12\x16\n\x12\x46\x45\x41TURE_KIND_FLOAT\x10\x03\x12\x1c\n\x18\x46\x45\x41TURE_KIND_STRING_LIST\x10\x04\x12\x1b\n\x17\x46\x45\x41TURE_KIND_INT64_LIST\x10\x05\x12\x1b\n\x17\x46\x45\x41TURE_KIND_FLOAT_LIST\x10\x06\x32\xd0\x02\n\x10RetrievalService\x12g\n\x12RetrieveCandidates\x12\'.retrieval.v1.RetrieveCandidatesRequest\x1a(.retrieval.v1.RetrieveCandidatesResponse\x12v\n\x17RetrieveCandidatesBatch\x12,.retrieval.v1.RetrieveCandidatesBatchRequest\x1a-.retrieval.v1.RetrieveCandidatesBatchResponse\x12[\n\x0eGetServiceInfo\x12#.retrieval.v1.GetServiceInfoRequest\x1a$.retrieval.v1.GetServiceInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRIEVECANDIDATESREQUEST_USERFEATURESENTRY']._serialized_options = b'8\001'
   _globals['_CANDIDATE_DISPLAYENTRY']._loaded_options = None
   _globals['_CANDIDATE_DISPLAYENTRY']._serialized_options = b'8\001'
-  _globals['_FEATUREKIND']._serialized_start=1681
-  _globals['_FEATUREKIND']._serialized_end=1885
+  _globals['_FEATUREKIND']._serialized_start=1765
+  _globals['_FEATUREKIND']._serialized_end=1969
   _globals['_STRINGLIST']._serialized_start=46
   _globals['_STRINGLIST']._serialized_end=74
   _globals['_INT64LIST']._serialized_start=76
@@ -46,25 +46,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATUREVALUE']._serialized_start=135
   _globals['_FEATUREVALUE']._serialized_end=371
   _globals['_RETRIEVECANDIDATESREQUEST']._serialized_start=374
-  _globals['_RETRIEVECANDIDATESREQUEST']._serialized_end=702
-  _globals['_RETRIEVECANDIDATESREQUEST_USERFEATURESENTRY']._serialized_start=623
-  _globals['_RETRIEVECANDIDATESREQUEST_USERFEATURESENTRY']._serialized_end=702
-  _globals['_CANDIDATE']._serialized_start=705
-  _globals['_CANDIDATE']._serialized_end=865
-  _globals['_CANDIDATE_DISPLAYENTRY']._serialized_start=819
-  _globals['_CANDIDATE_DISPLAYENTRY']._serialized_end=865
-  _globals['_RETRIEVECANDIDATESRESPONSE']._serialized_start=868
-  _globals['_RETRIEVECANDIDATESRESPONSE']._serialized_end=1023
-  _globals['_RETRIEVECANDIDATESBATCHREQUEST']._serialized_start=1025
-  _globals['_RETRIEVECANDIDATESBATCHREQUEST']._serialized_end=1116
-  _globals['_RETRIEVECANDIDATESBATCHRESPONSE']._serialized_start=1118
-  _globals['_RETRIEVECANDIDATESBATCHRESPONSE']._serialized_end=1212
-  _globals['_GETSERVICEINFOREQUEST']._serialized_start=1214
-  _globals['_GETSERVICEINFOREQUEST']._serialized_end=1237
-  _globals['_FEATURESPEC']._serialized_start=1239
-  _globals['_FEATURESPEC']._serialized_end=1325
-  _globals['_GETSERVICEINFORESPONSE']._serialized_start=1328
-  _globals['_GETSERVICEINFORESPONSE']._serialized_end=1678
-  _globals['_RETRIEVALSERVICE']._serialized_start=1888
-  _globals['_RETRIEVALSERVICE']._serialized_end=2224
+  _globals['_RETRIEVECANDIDATESREQUEST']._serialized_end=730
+  _globals['_RETRIEVECANDIDATESREQUEST_USERFEATURESENTRY']._serialized_start=651
+  _globals['_RETRIEVECANDIDATESREQUEST_USERFEATURESENTRY']._serialized_end=730
+  _globals['_CANDIDATE']._serialized_start=733
+  _globals['_CANDIDATE']._serialized_end=893
+  _globals['_CANDIDATE_DISPLAYENTRY']._serialized_start=847
+  _globals['_CANDIDATE_DISPLAYENTRY']._serialized_end=893
+  _globals['_RETRIEVECANDIDATESRESPONSE']._serialized_start=896
+  _globals['_RETRIEVECANDIDATESRESPONSE']._serialized_end=1051
+  _globals['_RETRIEVECANDIDATESBATCHREQUEST']._serialized_start=1053
+  _globals['_RETRIEVECANDIDATESBATCHREQUEST']._serialized_end=1144
+  _globals['_RETRIEVECANDIDATESBATCHRESPONSE']._serialized_start=1146
+  _globals['_RETRIEVECANDIDATESBATCHRESPONSE']._serialized_end=1240
+  _globals['_GETSERVICEINFOREQUEST']._serialized_start=1242
+  _globals['_GETSERVICEINFOREQUEST']._serialized_end=1265
+  _globals['_FEATURESPEC']._serialized_start=1267
+  _globals['_FEATURESPEC']._serialized_end=1353
+  _globals['_GETSERVICEINFORESPONSE']._serialized_start=1356
+  _globals['_GETSERVICEINFORESPONSE']._serialized_end=1762
+  _globals['_RETRIEVALSERVICE']._serialized_start=1972
+  _globals['_RETRIEVALSERVICE']._serialized_end=2308
 # @@protoc_insertion_point(module_scope)

@@ -59,7 +59,7 @@ class FeatureValue(_message.Message):
     def __init__(self, string_value: _Optional[str] = ..., int64_value: _Optional[int] = ..., float_value: _Optional[float] = ..., string_list: _Optional[_Union[StringList, _Mapping]] = ..., int64_list: _Optional[_Union[Int64List, _Mapping]] = ..., float_list: _Optional[_Union[FloatList, _Mapping]] = ...) -> None: ...
 
 class RetrieveCandidatesRequest(_message.Message):
-    __slots__ = ("user_id", "user_features", "history_item_ids", "num_candidates", "exclude_item_ids", "exclude_history", "request_id")
+    __slots__ = ("user_id", "user_features", "history_item_ids", "num_candidates", "exclude_item_ids", "exclude_history", "request_id", "display_attributes")
     class UserFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class RetrieveCandidatesRequest(_message.Message):
     EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_HISTORY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     user_features: _containers.MessageMap[str, FeatureValue]
     history_item_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -81,7 +82,8 @@ class RetrieveCandidatesRequest(_message.Message):
     exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
     exclude_history: bool
     request_id: str
-    def __init__(self, user_id: _Optional[str] = ..., user_features: _Optional[_Mapping[str, FeatureValue]] = ..., history_item_ids: _Optional[_Iterable[str]] = ..., num_candidates: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., exclude_history: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    display_attributes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_id: _Optional[str] = ..., user_features: _Optional[_Mapping[str, FeatureValue]] = ..., history_item_ids: _Optional[_Iterable[str]] = ..., num_candidates: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., exclude_history: _Optional[bool] = ..., request_id: _Optional[str] = ..., display_attributes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("item_id", "score", "rank", "display")
@@ -143,7 +145,7 @@ class FeatureSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[FeatureKind, str]] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class GetServiceInfoResponse(_message.Message):
-    __slots__ = ("model_name", "model_version", "embedding_dim", "item_count", "index_type", "index_device", "query_device", "max_num_candidates", "max_exclusions", "features", "similarity", "bundle_format_version", "max_history_length")
+    __slots__ = ("model_name", "model_version", "embedding_dim", "item_count", "index_type", "index_device", "query_device", "max_num_candidates", "max_exclusions", "features", "similarity", "bundle_format_version", "max_history_length", "display_attributes", "max_batch_requests")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +159,8 @@ class GetServiceInfoResponse(_message.Message):
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     embedding_dim: int
@@ -170,4 +174,6 @@ class GetServiceInfoResponse(_message.Message):
     similarity: str
     bundle_format_version: str
     max_history_length: int
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., item_count: _Optional[int] = ..., index_type: _Optional[str] = ..., index_device: _Optional[str] = ..., query_device: _Optional[str] = ..., max_num_candidates: _Optional[int] = ..., max_exclusions: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., similarity: _Optional[str] = ..., bundle_format_version: _Optional[str] = ..., max_history_length: _Optional[int] = ...) -> None: ...
+    display_attributes: _containers.RepeatedScalarFieldContainer[str]
+    max_batch_requests: int
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., item_count: _Optional[int] = ..., index_type: _Optional[str] = ..., index_device: _Optional[str] = ..., query_device: _Optional[str] = ..., max_num_candidates: _Optional[int] = ..., max_exclusions: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., similarity: _Optional[str] = ..., bundle_format_version: _Optional[str] = ..., max_history_length: _Optional[int] = ..., display_attributes: _Optional[_Iterable[str]] = ..., max_batch_requests: _Optional[int] = ...) -> None: ...
