@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.bundle.reserved import USER_ID_FEATURE
 from model.data import InteractionLog, Split
 from model.evaluation import evaluate_embeddings, full_report
 from model.features import TowerSpec
@@ -38,8 +39,6 @@ from model.training.prepare import PreparedData
 from model.training.trainer import TrainedRun, train
 
 logger = logging.getLogger(__name__)
-
-USER_ID = "user_id"
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +101,7 @@ def sequence_data(log: InteractionLog, split: Split, data: PreparedData, config:
     before_test = np.concatenate([split.train, split.validation])
     context_spec, context_values = None, {}
     if config.user_features:
-        features = tuple(f for f in data.query_spec.features if f.name != USER_ID)
+        features = tuple(f for f in data.query_spec.features if f.name != USER_ID_FEATURE)
         if features:
             context_spec = TowerSpec(
                 "user", features, hidden_units=(), output_dim=32, embedding_rule=data.query_spec.embedding_rule

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.bundle import choose_index_spec, export_bundle
-from model.bundle.index import IndexKind
+from model.bundle.export import export_bundle
+from model.bundle.index import IndexKind, choose_index_spec
 from model.data import (
     FeatureTable,
     InteractionLog,
