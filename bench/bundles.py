@@ -24,8 +24,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from model.bundle import IndexSpec, build_index, choose_index_spec, export_bundle
-from model.bundle.index import BLAS_THRESHOLD, choose_nlist, l2_normalize
+from model.bundle.export import export_bundle
+from model.bundle.index import BLAS_THRESHOLD, IndexSpec, build_index, choose_index_spec, choose_nlist, l2_normalize
 from model.data import leave_last_out
 from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
 from model.training.config import ModelConfig, TrainConfig

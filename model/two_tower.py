@@ -10,13 +10,14 @@ import numpy as np
 import tensorflow as tf
 
 from model.catalog import ItemCatalog
-from model.inference import cached_function, catalog_embeddings
+from model.inference import cached_function
+from model.retrieval_base import RetrievalModel
 from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
 from model.scorer import ContrastiveScorer, contrastive_loss, loss_logs
 
 
-class TwoTowerModel(keras.Model):
+class TwoTowerModel(RetrievalModel):
     """Trains a query tower and an item tower so that q · item is high for observed (query, item) pairs.
 
     Training data are `(query_features, item_ids[, sample_weight])` batches: a dict of raw query-tower
@@ -44,12 +45,7 @@ class TwoTowerModel(keras.Model):
         scorer: ContrastiveScorer,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        if scorer.logq_correction and not sampler.provides_probabilities:
-            raise ValueError(
-                f"logq_correction=True but {type(sampler).__name__} provides no sampling probabilities; "
-                "give it an item frequency or disable logQ correction"
-            )
+        super().__init__(sampler, scorer, **kwargs)
         q_dim, i_dim = query_tower.outputs[0].shape[-1], item_tower.outputs[0].shape[-1]
         if q_dim != i_dim:
             raise ValueError(f"query tower outputs {q_dim} dims but item tower outputs {i_dim}")
@@ -60,20 +56,7 @@ class TwoTowerModel(keras.Model):
         self.catalog = catalog
         self.embedding_dim = int(q_dim)
         self._item_table = {name: tf.constant(values) for name, values in catalog.features.items()}
-        self._loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True  # every sub-layer is built: the towers are functional models
-
-    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        # Keras (3.15, TF backend) builds a model under a multi-worker strategy by averaging one distributed
-        # batch with reduce("MEAN"), which fails on string features. Our towers and optimizer are already
-        # built (see `training.trainer.build_model`), so there is nothing to build symbolically.
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return [self._loss_tracker]
 
     def item_features(self, item_ids: Any) -> dict[str, Any]:
         """Raw item-tower inputs of the given internal ids."""
@@ -114,11 +97,6 @@ class TwoTowerModel(keras.Model):
         logits, _ = self.compute_logits(query_features, item_ids, training=False)
         self._loss_tracker.update_state(contrastive_loss(logits, sample_weight))
         return loss_logs(self._loss_tracker, self.distribute_strategy)
-
-    def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
-        """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""
-        encode = cached_function(self, "items", lambda ids: self.encode_items(ids, training=False))
-        return catalog_embeddings(encode, len(self.catalog), batch_size)
 
     def query_embeddings(self, query_features: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
         """[num_queries, d] float32 embeddings of the given raw query features."""

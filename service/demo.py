@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.bundle import latest_version
+from model.bundle.reader import latest_version
 from model.data import load_movielens_100k
 from service.client import FeatureLike, RetrievalClient, build_request, format_response
 from service.generated.retrieval.v1 import retrieval_pb2 as pb

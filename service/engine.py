@@ -21,9 +21,8 @@ import faiss
 import numpy as np
 import tensorflow as tf
 
-from model.bundle import Bundle, Manifest
-from model.bundle.gpu import GPU_MAX_K, place_index
-from model.features import CategoricalFeature, TowerSpec
+from model.bundle.contract import GPU_MAX_K, CategoricalFeature, Manifest, TowerSpec, place_index
+from model.bundle.reader import Bundle
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
 from service.validation import default_features

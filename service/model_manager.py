@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
-from model.bundle import BundleError, list_versions, open_bundle
+from model.bundle.reader import BundleError, list_versions, open_bundle
 from service.engine import Engine
 from service.observer import NullObserver, ServingObserver
 

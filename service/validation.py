@@ -11,14 +11,11 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from model.features import CategoricalFeature, Feature, TowerSpec
-from model.sequence.serving import HISTORY_FEATURE  # filled from the request's history_item_ids
+# The tower inputs that the request's `user_id` and `history_item_ids` fields feed; not accepted in `user_features`.
+from model.bundle.contract import HISTORY_FEATURE, USER_ID_FEATURE, CategoricalFeature, Feature, TowerSpec
 from service.errors import InvalidRequest
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.query import FeatureInput, Query
-
-# The tower input that the request's `user_id` field feeds; it is not accepted in `user_features`.
-USER_ID_FEATURE = "user_id"
 
 
 @dataclass(frozen=True)

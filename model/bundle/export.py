@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from model.bundle.index import IndexSpec, build_index, l2_normalize, measure_recall
-from model.bundle.manifest import (
+from model.bundle.manifest import SIMILARITIES, Manifest, sha256_file
+from model.bundle.reader import TEMP_PREFIX, list_versions
+from model.bundle.reserved import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
     ITEM_ID_COLUMN,
@@ -34,11 +36,7 @@ from model.bundle.manifest import (
     POPULARITY_COLUMN,
     QUERY_TOWER_DIR,
     SIGNATURE_NAME,
-    SIMILARITIES,
-    Manifest,
-    sha256_file,
 )
-from model.bundle.reader import TEMP_PREFIX, list_versions
 from model.features import CategoricalFeature, TowerSpec
 
 logger = logging.getLogger(__name__)

@@ -18,25 +18,12 @@ from typing import Any
 import numpy as np
 
 from model.bundle.index import METRIC, IndexSpec, RecallRecord
+from model.bundle.reserved import ITEM_ID_COLUMN, MANIFEST_FILE, POPULARITY_COLUMN, RESERVED_INPUTS
 from model.bundle.spec_io import SpecFormatError, tower_spec_from_dict, tower_spec_to_dict
 from model.features import TowerSpec
 
 FORMAT_VERSION = 1
 SIMILARITIES = ("dot", "cosine")
-
-MANIFEST_FILE = "manifest.json"
-QUERY_TOWER_DIR = "query_tower"
-ITEMS_FILE = "items.parquet"
-EMBEDDINGS_FILE = "item_embeddings.npy"
-INDEX_FILE = "index.faiss"
-SAVED_MODEL_FILE = f"{QUERY_TOWER_DIR}/saved_model.pb"
-REQUIRED_FILES = (ITEMS_FILE, EMBEDDINGS_FILE, INDEX_FILE, SAVED_MODEL_FILE)
-# The query tower SavedModel: signature name and the key of its [None, d] float32 output.
-SIGNATURE_NAME = "serving_default"
-OUTPUT_KEY = "embedding"
-# items.parquet columns that are not display columns.
-ITEM_ID_COLUMN = "item_id"
-POPULARITY_COLUMN = "popularity"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FIELDS = (
@@ -53,6 +40,8 @@ _FIELDS = (
     "display_columns",
     "files",
 )
+# Fields added after format version 1 shipped: a manifest without them reads as the default.
+_OPTIONAL_FIELDS = ("reserved_inputs",)
 
 
 class ManifestError(ValueError):
@@ -76,6 +65,8 @@ class Manifest:
         metrics: free-form JSON (e.g. the evaluation report).
         display_columns: extra columns of items.parquet (e.g. "title").
         files: sha256 hex digest of every file other than the manifest, by relative POSIX path.
+        reserved_inputs: the query-tower inputs the server fills from request fields, by role
+            (`RESERVED_INPUTS`: "user_id" from the request's user_id, "history" from its history_item_ids).
         format_version: bundle format version.
     """
 
@@ -91,6 +82,7 @@ class Manifest:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     display_columns: tuple[str, ...] = ()
     files: Mapping[str, str] = field(default_factory=dict)
+    reserved_inputs: Mapping[str, str] = field(default_factory=lambda: dict(RESERVED_INPUTS))
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -117,6 +109,7 @@ class Manifest:
             _check_relative_path(path)
             if not isinstance(digest, str) or not _SHA256.match(digest):
                 raise ManifestError(f"files[{path!r}]: expected a lowercase sha256 hex digest, got {digest!r}")
+        _check_reserved_inputs(self.reserved_inputs)
 
     def to_json(self) -> str:
         """The manifest as indented JSON text (strict JSON: no NaN)."""
@@ -142,6 +135,7 @@ class Manifest:
             "metrics": self.metrics,
             "display_columns": list(self.display_columns),
             "files": dict(sorted(self.files.items())),
+            "reserved_inputs": dict(self.reserved_inputs),
         }
         try:
             return json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n"
@@ -166,12 +160,14 @@ class Manifest:
             raise ManifestError(
                 f"format_version: this reader understands {FORMAT_VERSION}, got {data['format_version']!r}"
             )
-        _check_keys(data, set(_FIELDS), "manifest")
+        _check_keys(data, set(_FIELDS), "manifest", optional=set(_OPTIONAL_FIELDS))
         try:
             query_tower = tower_spec_from_dict(data["query_tower"], "query_tower")
         except SpecFormatError as error:
             raise ManifestError(str(error)) from error
         index, recall = _index_from_dict(data["index"])
+        # Manifests written before `reserved_inputs` was recorded used the same names.
+        reserved_inputs = _typed(data, "reserved_inputs", dict) if "reserved_inputs" in data else dict(RESERVED_INPUTS)
         return cls(
             format_version=_typed(data, "format_version", int),
             model_name=_typed(data, "model_name", str),
@@ -186,6 +182,7 @@ class Manifest:
             metrics=_typed(data, "metrics", dict),
             display_columns=tuple(_typed(data, "display_columns", list)),
             files=_typed(data, "files", dict),
+            reserved_inputs=reserved_inputs,
         )
 
 
@@ -213,10 +210,10 @@ def _index_from_dict(data: Any) -> tuple[IndexSpec, RecallRecord]:
     return spec, recall
 
 
-def _check_keys(data: Any, keys: set[str], where: str) -> None:
+def _check_keys(data: Any, keys: set[str], where: str, optional: frozenset[str] | set[str] = frozenset()) -> None:
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: expected an object, got {type(data).__name__}")
-    missing, unknown = keys - data.keys(), data.keys() - keys
+    missing, unknown = keys - data.keys(), data.keys() - keys - optional
     if missing:
         raise ManifestError(f"{where}: missing field(s) {sorted(missing)}")
     if unknown:
@@ -229,6 +226,18 @@ def _typed(data: Mapping[str, Any], key: str, types: type | tuple[type, ...], pr
         names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
         raise ManifestError(f"{prefix}{key}: expected {names}, got {type(value).__name__} {value!r}")
     return value
+
+
+def _check_reserved_inputs(reserved: Mapping[str, str]) -> None:
+    """This reader fills each reserved input under one name: a bundle that names them otherwise is refused."""
+    if set(reserved) != set(RESERVED_INPUTS):
+        raise ManifestError(f"reserved_inputs: expected the roles {sorted(RESERVED_INPUTS)}, got {sorted(reserved)}")
+    for role, name in RESERVED_INPUTS.items():
+        if reserved[role] != name:
+            raise ManifestError(
+                f"reserved_inputs[{role!r}]: this reader fills the input {name!r}, the bundle names it "
+                f"{reserved[role]!r}"
+            )
 
 
 def _check_created_at(value: str) -> None:

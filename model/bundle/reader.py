@@ -22,7 +22,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from model.bundle.index import l2_normalize, read_index_header, set_search_params
-from model.bundle.manifest import (
+from model.bundle.manifest import Manifest, ManifestError, sha256_file
+from model.bundle.reserved import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
     ITEM_ID_COLUMN,
@@ -34,9 +35,6 @@ from model.bundle.manifest import (
     REQUIRED_FILES,
     SAVED_MODEL_FILE,
     SIGNATURE_NAME,
-    Manifest,
-    ManifestError,
-    sha256_file,
 )
 from model.features import CategoricalFeature
 

@@ -18,7 +18,6 @@ from model.sequence.query_head import QueryHead
 from model.sequence.retrieval_model import PADDING_MASK, TOKENS, SequentialRetrievalModel
 from model.sequence.sequences import Padding, Sequences, build_sequences
 from model.sequence.serving import (
-    HISTORY_FEATURE,
     CompactHistory,
     GatherPositions,
     QueryInputs,
@@ -29,7 +28,6 @@ from model.sequence.transformer import TransformerBlock, TransformerSequenceEnco
 from model.sequence.vocabulary import ITEM_OFFSET, OOV_TOKEN, PAD_TOKEN, SequenceVocabulary
 
 __all__ = [
-    "HISTORY_FEATURE",
     "ITEM_OFFSET",
     "OOV_TOKEN",
     "PADDING_MASK",

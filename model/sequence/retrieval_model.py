@@ -11,7 +11,8 @@ import tensorflow as tf
 from keras import ops
 
 from model.catalog import ItemCatalog
-from model.inference import cached_function, catalog_embeddings
+from model.inference import cached_function
+from model.retrieval_base import RetrievalModel
 from model.sampled_logits import sampled_logits
 from model.samplers import NegativeSampler
 from model.scorer import ContrastiveScorer, contrastive_loss, loss_logs
@@ -24,7 +25,7 @@ TOKENS = "tokens"
 PADDING_MASK = "padding_mask"
 
 
-class SequentialRetrievalModel(keras.Model):
+class SequentialRetrievalModel(RetrievalModel):
     """Trains a sequence encoder so that its output at a target position scores that position's item high.
 
     Batches are `(features[, sample_weight])`: `features[TOKENS]` [B, W] int tokens and
@@ -75,13 +76,8 @@ class SequentialRetrievalModel(keras.Model):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(sampler, scorer, **kwargs)
         self.vocabulary = SequenceVocabulary(len(catalog))
-        if scorer.logq_correction and not sampler.provides_probabilities:
-            raise ValueError(
-                f"logq_correction=True but {type(sampler).__name__} provides no sampling probabilities; "
-                "give it an item frequency or disable logQ correction"
-            )
         if item_embedding.input_dim != self.vocabulary.size:
             raise ValueError(
                 f"item_embedding has {item_embedding.input_dim} rows, expected {self.vocabulary.size} "
@@ -100,7 +96,6 @@ class SequentialRetrievalModel(keras.Model):
         self.normalization = keras.layers.UnitNormalization(axis=-1, name="query_l2_normalize", dtype="float32")
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._item_table = {name: tf.constant(values) for name, values in catalog.features.items()}
-        self._loss_tracker = keras.metrics.Mean(name="loss")
         self.embedding_dim = self._build_and_check()
         self.built = True
 
@@ -117,15 +112,6 @@ class SequentialRetrievalModel(keras.Model):
             raise ValueError(f"the sequence encoder outputs {q_dim} dims but the items have {i_dim}")
         self.normalization.build((None, q_dim))
         return q_dim
-
-    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return [self._loss_tracker]
 
     @property
     def mask_token(self) -> int:
@@ -217,11 +203,6 @@ class SequentialRetrievalModel(keras.Model):
         logits, _, _, weights = self.compute_logits(features, sample_weight, training=False)
         self._loss_tracker.update_state(contrastive_loss(logits, weights))
         return loss_logs(self._loss_tracker, self.distribute_strategy)
-
-    def item_embeddings(self, batch_size: int = 4096) -> np.ndarray:
-        """[num_items, d] float32 embeddings of the whole catalog, row i = item id i."""
-        encode = cached_function(self, "items", lambda ids: self.encode_items(ids, training=False))
-        return catalog_embeddings(encode, len(self.catalog), batch_size)
 
     def query_embeddings(
         self,

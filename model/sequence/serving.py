@@ -1,9 +1,9 @@
 """The served query tower of a sequential model: raw history strings (+ user side features) -> [B, d].
 
 `build_query_model` returns a functional Keras model whose inputs are named like the features of
-`query_spec`, so `model.bundle.export_bundle` exports it unchanged: the history is a multi-valued
-categorical feature (`HISTORY_FEATURE`, [B, H] strings padded with ""). Empty strings may sit anywhere
-(the service pads on the right); the real ids are packed in order, most recent last, the latest
+`query_spec`, so `model.bundle.export.export_bundle` exports it unchanged: the history is a multi-valued
+categorical feature (the reserved input `HISTORY_FEATURE`, [B, H] strings padded with ""). Empty strings may
+sit anywhere (the service pads on the right); the real ids are packed in order, most recent last, the latest
 `max_length` kept, and then the training layout, the objective's inference rule and the encoder follow,
 through the same layers as `SequentialRetrievalModel.query_embeddings`.
 """
@@ -15,13 +15,12 @@ from typing import Any
 import keras
 from keras import ops
 
+from model.bundle.reserved import HISTORY_FEATURE
 from model.features import CategoricalFeature, TowerSpec
 from model.sequence.masking import append_mask_for_inference, gather_positions, read_last_for_inference
 from model.sequence.retrieval_model import SequentialRetrievalModel
 from model.sequence.sequences import Padding
 from model.sequence.vocabulary import PAD_TOKEN
-
-HISTORY_FEATURE = "history"
 
 
 @keras.saving.register_keras_serializable(package="retrieval")

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.bundle import choose_index_spec, export_bundle
-from model.bundle.index import IndexKind
+from model.bundle.export import export_bundle
+from model.bundle.index import IndexKind, choose_index_spec
 from model.data import (
     FeatureTable,
     InteractionLog,
@@ -26,15 +26,15 @@ from model.data import (
     load_movielens_100k,
 )
 from model.evaluation import full_report
-from model.sequence.training import train_sequential
 from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
-from model.training.config import DataConfig, RunConfig, to_dict
+from model.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from model.training.distribute import is_chief, make_strategy, worker_index
 from model.training.factory import tower_shape
 from model.training.pipeline import user_feature_rows
 from model.training.prepare import PreparedData, prepare
 from model.training.pushgateway import push_run_metrics
 from model.training.report import plot_history, summary_markdown, write_metrics
+from model.training.sequential import train_sequential
 from model.training.trainer import TrainedRun, build_model, train, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -153,9 +153,20 @@ def _run(
         display_column=display,
     )
     if config.model.tower == "sequential":
-        trained = train_sequential(config, log, split, data, strategy, run_dir, resume=resume, callbacks=callbacks)
+        trained = train_sequential(
+            log,
+            split,
+            data,
+            config.model,
+            config.sequence,
+            config.train,
+            strategy,
+            run_dir,
+            resume=resume,
+            callbacks=callbacks,
+        )
     elif config.model.tower == "two-tower":
-        trained = _train_two_tower(config, data, strategy, run_dir, resume, callbacks)
+        trained = _train_two_tower(data, config.model, config.train, strategy, run_dir, resume, callbacks)
     else:
         raise ValueError(f"model.tower must be 'two-tower' or 'sequential', got {config.model.tower!r}")
     state, test = trained.state, trained.test
@@ -191,23 +202,24 @@ def _run(
 
 
 def _train_two_tower(
-    config: RunConfig,
     data: PreparedData,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
     strategy: tf.distribute.Strategy,
     run_dir: Path,
     resume: bool,
     callbacks: list[keras.callbacks.Callback] | None,
 ) -> TrainedRun:
     with strategy.scope():
-        model = build_model(data, config.model, config.train)
+        model = build_model(data, model_config, train_config)
     started = time.perf_counter()
-    state = train(model, data, config.train, run_dir, resume=resume, extra_callbacks=callbacks)
+    state = train(model, data, train_config, run_dir, resume=resume, extra_callbacks=callbacks)
     seconds = time.perf_counter() - started
 
     queries = model.query_embeddings(user_feature_rows(data.user_features, data.test.users))
     item_embeddings = model.item_embeddings()
     test = full_report(
-        queries, item_embeddings, data.test.items, data.catalog.popularity, data.test_exclusions, seed=config.train.seed
+        queries, item_embeddings, data.test.items, data.catalog.popularity, data.test_exclusions, seed=train_config.seed
     )
     return TrainedRun(model, state, seconds, len(data.train), test, item_embeddings, model.query_tower, data.query_spec)
 

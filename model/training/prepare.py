@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.bundle.reserved import USER_ID_FEATURE
 from model.catalog import ItemCatalog
 from model.data import ColumnKind, FeatureTable, InteractionLog, Split
 from model.evaluation import Exclusions
@@ -151,7 +152,7 @@ def prepare(
     if display_column is not None and display_column in item_values:
         item_side = [f for f in item_side if f.name != display_column]
     query_spec = _spec(
-        "query", [CategoricalFeature("user_id", tuple(np.unique(train_log.user_ids))), *user_side], shape
+        "query", [CategoricalFeature(USER_ID_FEATURE, tuple(np.unique(train_log.user_ids))), *user_side], shape
     )
     item_spec = _spec("item", [CategoricalFeature("item_id", tuple(np.unique(train_log.item_ids))), *item_side], shape)
 
@@ -192,7 +193,7 @@ def prepare(
         item_spec=item_spec,
         catalog=catalog,
         user_ids=user_ids,
-        user_features={"user_id": user_ids.astype(str), **user_values},
+        user_features={USER_ID_FEATURE: user_ids.astype(str), **user_values},
         train=train,
         validation=validation,
         test=test,

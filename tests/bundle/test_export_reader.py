@@ -14,16 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-from model.bundle import (
-    BundleError,
-    IndexSpec,
-    export_bundle,
-    latest_version,
-    list_versions,
-    open_bundle,
-)
 from model.bundle import export as export_module
+from model.bundle.export import export_bundle
+from model.bundle.index import IndexSpec
 from model.bundle.manifest import sha256_file
+from model.bundle.reader import BundleError, latest_version, list_versions, open_bundle
+from model.bundle.reserved import HISTORY_FEATURE, RESERVED_INPUTS, USER_ID_FEATURE
 from model.evaluation import exact_top_k
 from model.features import CategoricalFeature, NumericFeature, TowerSpec
 from model.towers import build_tower
@@ -242,12 +238,25 @@ def test_garbage_manifest(bundle_copy: Path) -> None:
         ({"model_version": 3}, r"model_version 3 != directory 1"),
         ({"files": {"../escape": "0" * 64}}, r"files: '../escape' is not a plain relative path"),
         ({"extra": 1}, r"manifest: unknown field\(s\) \['extra'\]"),
+        ({"reserved_inputs": {"user_id": "uid", "history": "history"}}, r"reserved_inputs\['user_id'\]: .* 'uid'"),
+        ({"reserved_inputs": {"user_id": "user_id"}}, r"reserved_inputs: expected the roles \['history', 'user_id'\]"),
+        ({"reserved_inputs": ["user_id"]}, r"reserved_inputs: expected dict, got list"),
     ],
 )
 def test_bad_manifest_fields(bundle_copy: Path, changes: dict, message: str) -> None:
     _rewrite_manifest(bundle_copy, **changes)
     with pytest.raises(BundleError, match=r"^manifest.json: .*" + message):
         open_bundle(bundle_copy)
+
+
+def test_reserved_inputs_recorded_and_defaulted(bundle_copy: Path) -> None:
+    """The manifest records the reserved query-tower inputs; a manifest written before it did reads as the same."""
+    data = json.loads((bundle_copy / "manifest.json").read_text())
+    assert data["reserved_inputs"] == {"user_id": USER_ID_FEATURE, "history": HISTORY_FEATURE}
+    assert open_bundle(bundle_copy).manifest.reserved_inputs == data["reserved_inputs"]
+    del data["reserved_inputs"]
+    (bundle_copy / "manifest.json").write_text(json.dumps(data))
+    assert open_bundle(bundle_copy).manifest.reserved_inputs == dict(RESERVED_INPUTS)
 
 
 def test_truncated_index(bundle_copy: Path) -> None:

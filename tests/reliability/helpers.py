@@ -24,7 +24,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from model.bundle import open_bundle
+from model.bundle.reader import open_bundle
 from model.features import CategoricalFeature
 from service.client import build_request
 from service.generated.retrieval.v1 import retrieval_pb2 as pb

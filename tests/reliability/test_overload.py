@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import pytest
 
-from model.bundle import IndexSpec, export_bundle
+from model.bundle.export import export_bundle
+from model.bundle.index import IndexSpec
 from model.towers import build_tower
 from tests.observability.helpers import scrape
 from tests.reliability.helpers import SOAK, Results, ServeProcess, load_requests

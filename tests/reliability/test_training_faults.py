@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from model.bundle import list_versions
+from model.bundle.reader import list_versions
 from service.model_manager import ModelManager, load_engine
 from tests.reliability.helpers import ROOT, Results, wait_for
 

@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.bundle import IndexSpec, export_bundle, open_bundle
+from model.bundle.export import export_bundle
+from model.bundle.index import IndexSpec
+from model.bundle.reader import open_bundle
+from model.bundle.reserved import HISTORY_FEATURE
 from model.catalog import ItemCatalog
 from model.evaluation import Exclusions, evaluate_embeddings, evaluate_scores, popularity_scores
 from model.features import CategoricalFeature, TowerSpec
 from model.samplers import CountedFrequency, InBatchSampler, MixedSampler, PopularitySampler
 from model.scorer import FALSE_NEGATIVE_SCORE, ContrastiveScorer
 from model.sequence import (
-    HISTORY_FEATURE,
     ITEM_OFFSET,
     CausalObjective,
     HistoryAverageEncoder,

@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 
-from model.bundle import IndexSpec, export_bundle, open_bundle
+from model.bundle.export import export_bundle
+from model.bundle.index import IndexSpec
+from model.bundle.reader import open_bundle
 from model.evaluation import exact_top_k
 from model.features import CategoricalFeature, NumericFeature, TowerSpec
 from model.towers import build_tower

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from model.bundle import open_bundle
+from model.bundle.reader import open_bundle
 from model.data import load_movielens_100k
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.bundle import open_bundle
 from model.bundle.gpu import place_index
+from model.bundle.reader import open_bundle
 from service.engine import Engine, query_device, retrieve_grouped
 from service.observer import RecordingObserver
 from service.query import Query

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from model.bundle import BundleError
+from model.bundle.reader import BundleError
 from service.model_manager import ModelManager
 from service.observer import RecordingObserver
 

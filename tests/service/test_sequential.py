@@ -9,12 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from model.bundle import IndexSpec, export_bundle
+from model.bundle.export import export_bundle
+from model.bundle.index import IndexSpec
+from model.bundle.reserved import HISTORY_FEATURE
 from model.catalog import ItemCatalog
 from model.samplers import InBatchSampler
 from model.scorer import ContrastiveScorer
 from model.sequence import (
-    HISTORY_FEATURE,
     MaskedItemObjective,
     SequenceVocabulary,
     SequentialRetrievalModel,

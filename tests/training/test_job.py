@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from model.bundle import open_bundle
+from model.bundle.reader import open_bundle
 from model.training.config import build_config
 from model.training.job import run
 from model.training.pipeline import user_feature_rows

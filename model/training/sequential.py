@@ -1,4 +1,4 @@
-"""The sequential query tower in the training job: sequences from the log, the model, training and test.
+"""Training the sequential query tower: sequences from the log, the model, training and test.
 
 The split and the prepared data (catalog, user rows, exclusions) are the two-tower's, so both models are
 evaluated on the same queries with the same exclusions. What differs is the query: per validation pair the
@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.bundle.reserved import USER_ID_FEATURE
 from model.data import InteractionLog, Split
 from model.evaluation import evaluate_embeddings, full_report
 from model.features import TowerSpec
@@ -32,14 +33,12 @@ from model.sequence.serving import build_query_model, query_spec
 from model.sequence.transformer import TransformerSequenceEncoder
 from model.sequence.vocabulary import SequenceVocabulary
 from model.towers import build_tower
-from model.training.config import ModelConfig, RunConfig, SequenceConfig, TrainConfig
+from model.training.config import ModelConfig, SequenceConfig, TrainConfig
 from model.training.factory import compile_model, make_sampler, make_scorer
 from model.training.prepare import PreparedData
 from model.training.trainer import TrainedRun, train
 
 logger = logging.getLogger(__name__)
-
-USER_ID = "user_id"
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +101,7 @@ def sequence_data(log: InteractionLog, split: Split, data: PreparedData, config:
     before_test = np.concatenate([split.train, split.validation])
     context_spec, context_values = None, {}
     if config.user_features:
-        features = tuple(f for f in data.query_spec.features if f.name != USER_ID)
+        features = tuple(f for f in data.query_spec.features if f.name != USER_ID_FEATURE)
         if features:
             context_spec = TowerSpec(
                 "user", features, hidden_units=(), output_dim=32, embedding_rule=data.query_spec.embedding_rule
@@ -196,10 +195,12 @@ def validation_metrics(
 
 
 def train_sequential(
-    config: RunConfig,
     log: InteractionLog,
     split: Split,
     data: PreparedData,
+    model_config: ModelConfig,
+    config: SequenceConfig,
+    train_config: TrainConfig,
     strategy: tf.distribute.Strategy,
     run_dir: Path,
     *,
@@ -207,8 +208,8 @@ def train_sequential(
     callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainedRun:
     """Trains, validates every epoch (early stopping, checkpoints, resume as the two-tower) and tests once."""
-    check_config(config.sequence)
-    sequences = sequence_data(log, split, data, config.sequence)
+    check_config(config)
+    sequences = sequence_data(log, split, data, config)
     logger.info(
         "sequences windows=%d positions=%d validation=%d test=%d",
         len(sequences.train),
@@ -217,25 +218,25 @@ def train_sequential(
         len(sequences.test),
     )
     with strategy.scope():
-        model = build_sequential_model(data, sequences, config.model, config.sequence, config.train)
+        model = build_sequential_model(data, sequences, model_config, config, train_config)
     dataset = sequence_dataset(
         sequences.train,
         sequences.context_values or None,
-        batch_size=config.train.batch_size,
-        seed=config.train.seed,
+        batch_size=train_config.batch_size,
+        seed=train_config.seed,
     )
     started = time.perf_counter()
     state = train(
         model,
         data,
-        config.train,
+        train_config,
         run_dir,
         resume=resume,
         extra_callbacks=callbacks,
         dataset=dataset,
         num_examples=int(sequences.train.lengths.sum()),
         validate=(
-            (lambda m: validation_metrics(m, data, sequences, (config.train.eval_k,), config.train.seed))
+            (lambda m: validation_metrics(m, data, sequences, (train_config.eval_k,), train_config.seed))
             if len(data.validation)
             else None  # a refit on train + validation: no selection, the last epoch is kept
         ),
@@ -248,7 +249,7 @@ def train_sequential(
         data.test.items,
         data.catalog.popularity,
         data.test_exclusions,
-        seed=config.train.seed,
+        seed=train_config.seed,
     )
     return TrainedRun(
         model=model,

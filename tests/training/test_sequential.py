@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from model.bundle import open_bundle
+from model.bundle.reader import open_bundle
+from model.bundle.reserved import HISTORY_FEATURE
 from model.data import InteractionLog, leave_last_out
-from model.sequence import HISTORY_FEATURE
-from model.sequence.training import check_config, query_embeddings, sequence_data
 from model.training.config import SequenceConfig, build_config
 from model.training.job import refit_split, run
+from model.training.sequential import check_config, query_embeddings, sequence_data
 
 pytestmark = pytest.mark.slow  # two short training runs, about 35 s together
 
