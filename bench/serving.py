@@ -129,6 +129,7 @@ def run_load(
         str(args.k),
         "--server-pid",
         str(server.process.pid),
+        "--stats-signal",
     ]
     for key, value in phase.items():
         command += [f"--{key.replace('_', '-')}", str(value)]

@@ -5,9 +5,9 @@ Adaptive, like Triton's dynamic batcher: when a worker is free, a batch starts a
 are processed at once and the next one is collected only when one of them finishes, so under load requests
 gather in the queue and batches grow with the load, while an idle server answers a lone request without
 waiting. `max_delay_us` (default 0) only bounds how long a forming batch may wait for more requests, for
-callers that prefer fuller batches to lower latency. Requests whose deadline passed or whose caller went away are dropped before compute. The processing
-function runs in an executor (it blocks: TensorFlow and FAISS), so the event loop keeps accepting requests
-meanwhile; the executor needs at least `max_concurrent_batches` threads.
+callers that prefer fuller batches to lower latency. Requests whose deadline passed or whose caller went away
+are dropped before compute. The processing function runs in an executor (it blocks: TensorFlow and FAISS), so
+the event loop keeps accepting requests meanwhile; the executor needs at least `max_concurrent_batches` threads.
 """
 
 from __future__ import annotations

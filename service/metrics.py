@@ -9,12 +9,14 @@ Label sets whose absence would hide a zero (reload results, rejection reasons, s
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.interceptors import CODE_LABELS
 from service.observer import STAGES
@@ -34,10 +36,23 @@ REJECTED_CODES = {
     CODE_LABELS[grpc.StatusCode.UNAUTHENTICATED]: "unauthenticated",
 }
 _GRPC_LABELS = ("grpc_service", "grpc_method", "grpc_type")
+# prometheus-client's multiprocess mode (`retrieval-serve --workers N`): every worker writes its values to files
+# in this directory and the supervisor's endpoint aggregates them (MultiProcessCollector).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess-mode directory when this process is one of several workers, else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class RetrievalMetrics:
     """Every metric of one server, registered in `registry` (a fresh one by default).
+
+    In prometheus-client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR` set before prometheus_client is
+    imported, as in each worker of `retrieval-serve --workers N`) the values go to that directory instead and
+    the supervisor's endpoint sums them: counters and histograms over every worker that ever ran, gauges over
+    the live ones (queue depth and capacity summed, item count and model info the maximum).
 
     Args:
         registry: where the metrics live; one per server so that servers (and tests) do not collide.
@@ -66,12 +81,18 @@ class RetrievalMetrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge("retrieval_queue_depth", "Requests waiting in the batcher queue.", registry=r)
-        self.queue_capacity = Gauge("retrieval_queue_capacity", "Size of the batcher queue.", registry=r)
-        self.index_items = Gauge("retrieval_index_items", "Items in the serving index.", registry=r)
+        self.queue_depth = Gauge(
+            "retrieval_queue_depth", "Requests waiting in the batcher queue.", registry=r, multiprocess_mode="livesum"
+        )
+        self.queue_capacity = Gauge(
+            "retrieval_queue_capacity", "Size of the batcher queue.", registry=r, multiprocess_mode="livesum"
+        )
+        self.index_items = Gauge(
+            "retrieval_index_items", "Items in the serving index.", registry=r, multiprocess_mode="livemax"
+        )
         self.model_info = Gauge(
             "retrieval_model_info", "The model version serving now (value 1).",
-            ("model", "version", "index_type", "device"), registry=r,
+            ("model", "version", "index_type", "device"), registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.reloads = Counter(
             "retrieval_model_reloads_total", "Model load attempts by result.", ("result",), registry=r
@@ -80,7 +101,10 @@ class RetrievalMetrics:
             "retrieval_requests_rejected_total", "Requests refused or dropped before compute, by reason.",
             ("reason",), registry=r,
         )  # fmt: skip
-        ProcessCollector(registry=r)
+        self._multiprocess = multiprocess_dir() is not None
+        if not self._multiprocess:  # in multiprocess mode a process reports only itself: the endpoint skips it
+            ProcessCollector(registry=r)
+        self._serving: tuple[str, ...] | None = None
         self.queue_capacity.set(queue_capacity)
         for stage in STAGES:
             self.stage.labels(stage)
@@ -118,9 +142,15 @@ class RetrievalMetrics:
         self.stage.labels(stage).observe(seconds)
 
     def on_model_loaded(self, model: str, version: int, index_type: str, device: str, item_count: int) -> None:
-        with self._model_lock:  # exactly one label set: the version serving now
-            self.model_info.clear()
-            self.model_info.labels(model, str(version), index_type, device).set(1)
+        labels = (model, str(version), index_type, device)
+        with self._model_lock:  # exactly one label set at 1: the version serving now
+            if self._multiprocess and self._serving is not None:
+                # clear() forgets a label set in this process only; its file would keep the 1.
+                self.model_info.labels(*self._serving).set(0)
+            else:
+                self.model_info.clear()
+            self.model_info.labels(*labels).set(1)
+            self._serving = labels
             self.index_items.set(item_count)
 
     def on_reload(self, result: str) -> None:
@@ -135,6 +165,13 @@ class MetricsEndpoint:
     port: int
     _server: Any
     _thread: threading.Thread
+
+    @classmethod
+    def start_multiprocess(cls, directory: str, host: str, port: int) -> MetricsEndpoint:
+        """Serves the sum of every worker's metrics in `directory` (prometheus-client's multiprocess mode)."""
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        return cls.start(registry, host, port)
 
     @classmethod
     def start(cls, registry: CollectorRegistry, host: str, port: int) -> MetricsEndpoint:

@@ -14,15 +14,15 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.admission import AdmissionGate
-from service.auth import BearerToken, BearerTokenInterceptor
-from service.batcher import BatcherConfig, MicroBatcher
+from service.auth import BearerTokenInterceptor
+from service.batcher import MicroBatcher
+from service.config import ServerConfig
 from service.cpu import share_cpu_threads
 from service.decoding import RequestDecodingInterceptor
 from service.engine import Engine, RetrievalResult, retrieve_grouped
@@ -35,8 +35,8 @@ from service.metrics import MetricsEndpoint, RetrievalMetrics
 from service.model_manager import EngineLoader, ModelManager, load_engine
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
+from service.readiness import WorkerReadiness
 from service.servicer import RetrievalServicer
-from service.validation import ServiceLimits
 
 logger = logging.getLogger(__name__)
 
@@ -44,76 +44,6 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # Health is reported for the whole server ("") and for the retrieval service.
 HEALTH_SERVICES = ("", SERVICE_NAME)
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """PEM files for TLS; with `client_ca_path` clients must present a certificate signed by it (mTLS)."""
-
-    cert_path: Path
-    key_path: Path
-    client_ca_path: Path | None = None
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Everything the server needs, built once at the edge (CLI flags) and passed in.
-
-    Attributes:
-        models_dir: root holding `<model_name>/<version>/` bundles.
-        model_name: the model to serve.
-        host: interface to bind ("0.0.0.0" all IPv4, "[::]" all, "127.0.0.1" local only).
-        port: port to bind; 0 picks a free one (see the port `build_server` returns).
-        pinned_version: serve exactly this version; None follows the newest good version.
-        batcher: micro-batching limits (batch size, delay, queue size).
-        limits: per-request limits.
-        reload_interval_s: how often to look for a new version.
-        keepalive_time_s: interval of server keepalive pings on idle connections.
-        keepalive_timeout_s: how long to wait for a ping acknowledgement before closing.
-        max_connection_age_s: close connections after this age (lets clients rebalance); None: never.
-        max_connection_age_grace_s: time given to in-flight calls on an aged connection.
-        max_receive_message_bytes: largest request message.
-        max_send_message_bytes: largest response message.
-        grace_period_s: how long shutdown waits for in-flight calls, from the signal to the closed server.
-        drain_s: at shutdown, how long at least (within the grace period) the server keeps answering new calls
-            with UNAVAILABLE before it closes its port, so that calls sent before clients saw NOT_SERVING are
-            answered rather than cancelled by grpc-core.
-        gpu_device: FAISS GPU id for the index; negative keeps it on the CPU.
-        tls: TLS / mTLS files; None serves plaintext.
-        auth_tokens: accepted bearer tokens (strings, or `BearerToken`s with an expiry); empty disables token
-            auth.
-        metrics_port: HTTP port of Prometheus `/metrics` on `host`; 0 picks a free one; None serves no metrics.
-    """
-
-    models_dir: Path
-    model_name: str
-    host: str = "0.0.0.0"
-    port: int = 50051
-    pinned_version: int | None = None
-    batcher: BatcherConfig = field(default_factory=BatcherConfig)
-    limits: ServiceLimits = field(default_factory=ServiceLimits)
-    reload_interval_s: float = 10.0
-    keepalive_time_s: float = 60.0
-    keepalive_timeout_s: float = 20.0
-    max_connection_age_s: float | None = None
-    max_connection_age_grace_s: float = 30.0
-    max_receive_message_bytes: int = 4 * 1024 * 1024
-    max_send_message_bytes: int = 16 * 1024 * 1024
-    grace_period_s: float = 10.0
-    drain_s: float = 0.5
-    gpu_device: int = 0
-    tls: TlsConfig | None = None
-    auth_tokens: tuple[str | BearerToken, ...] = field(default=(), repr=False)  # secrets: never in reprs
-    metrics_port: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.limits.max_batch_requests > self.batcher.queue_size:
-            raise ValueError(
-                f"limits.max_batch_requests ({self.limits.max_batch_requests}) exceeds the queue size "
-                f"({self.batcher.queue_size}): such batch calls could never be queued"
-            )
-        if self.reload_interval_s <= 0 or self.grace_period_s < 0 or self.drain_s < 0:
-            raise ValueError(f"reload_interval_s must be > 0, grace_period_s and drain_s >= 0, got {self}")
 
 
 @dataclass
@@ -132,6 +62,8 @@ class ServerHandles:
     watch_task: asyncio.Task[None] | None = None
     metrics: RetrievalMetrics | None = None
     metrics_endpoint: MetricsEndpoint | None = None
+    readiness: WorkerReadiness | None = None
+    health_task: asyncio.Task[None] | None = None
 
     @property
     def metrics_port(self) -> int | None:
@@ -161,10 +93,13 @@ class ServerHandles:
         end, drain_end = loop.time() + grace, loop.time() + min(self.drain_s, grace)
         logger.info("server shutting down grace_s=%.1f drain_s=%.2f", grace, min(self.drain_s, grace))
         self.gate.close()  # first: no call is admitted once a client can have seen NOT_SERVING
+        if self.readiness is not None:
+            self.readiness.mark(False)
         await self.health.enter_graceful_shutdown()
-        if self.watch_task is not None:
-            self.watch_task.cancel()
-            await asyncio.gather(self.watch_task, return_exceptions=True)
+        for task in (self.watch_task, self.health_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         drained = await self.gate.drained(end - loop.time())
         await asyncio.sleep(max(drain_end - loop.time(), 0.0))
         logger.info("server drained admitted_calls_left=%d drained=%s", self.gate.active, drained)
@@ -184,6 +119,8 @@ async def build_server(
     observer: ServingObserver | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     loader: EngineLoader | None = None,
+    metrics: RetrievalMetrics | None = None,
+    readiness: WorkerReadiness | None = None,
 ) -> tuple[grpc.aio.Server, int, ServerHandles]:
     """Builds, binds and starts the server and its model reload loop.
 
@@ -193,11 +130,16 @@ async def build_server(
         interceptors: extra server interceptors, run after the metrics interceptor and before token
             authentication (and the request decoding guard, which runs last).
         loader: builds a warm engine from a bundle directory; default `load_engine`.
+        metrics: record into these metrics, served elsewhere (a worker of `--workers N`, whose supervisor
+            serves every worker's metrics); default: metrics of its own when `config.metrics_port` is set.
+        readiness: this process is one of several workers on one port: health reports SERVING only while
+            every worker is warm. None: a lone server, SERVING once its model is.
 
     Returns:
         (server, bound port, handles); stop with `await handles.shutdown()`.
     """
-    metrics = RetrievalMetrics(queue_capacity=config.batcher.queue_size) if config.metrics_port is not None else None
+    if metrics is None and config.metrics_port is not None:
+        metrics = RetrievalMetrics(queue_capacity=config.batcher.queue_size)
     if metrics is None:
         observer = observer or NullObserver()
     else:
@@ -248,16 +190,23 @@ async def build_server(
     batcher.start()
     handles = ServerHandles(
         server, manager, batcher, health, compute, loading, config.grace_period_s, gate, config.drain_s,
-        metrics=metrics, metrics_endpoint=endpoint,
+        metrics=metrics, metrics_endpoint=endpoint, readiness=readiness,
     )  # fmt: skip
 
     async def on_swap(engine: Engine) -> None:
+        if readiness is not None:
+            readiness.mark(True)  # the health loop reports SERVING once every worker is warm
+            return
         for name in HEALTH_SERVICES:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    handles.watch_task = asyncio.get_running_loop().create_task(
+    loop = asyncio.get_running_loop()
+    handles.watch_task = loop.create_task(
         manager.watch(config.reload_interval_s, loading, on_swap), name="model-reload"
     )
+    if readiness is not None:
+        readiness.mark(False)
+        handles.health_task = loop.create_task(_follow_workers(health, readiness), name="worker-health")
     logger.info(
         "server started address=%s:%d metrics_port=%s tls=%s mtls=%s auth=%s models=%s",
         config.host,
@@ -271,12 +220,26 @@ async def build_server(
     return server, port, handles
 
 
+async def _follow_workers(health: HealthServicer, readiness: WorkerReadiness, interval_s: float = 0.1) -> None:
+    """Reports SERVING while every worker of the server is warm, NOT_SERVING otherwise (until cancelled)."""
+    serving = health_pb2.HealthCheckResponse.SERVING
+    reported = None
+    while True:
+        status = serving if readiness.all_ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        if status != reported:
+            for name in HEALTH_SERVICES:
+                await health.set(name, status)
+            reported = status
+        await asyncio.sleep(interval_s)
+
+
 def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
     """gRPC core options: keepalive, connection age and message size limits."""
     options = [
         ("grpc.keepalive_time_ms", int(config.keepalive_time_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.so_reuseport", 1),  # gRPC's default on Linux, relied on by `--workers N`: one port, N processes
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.max_receive_message_length", config.max_receive_message_bytes),
         ("grpc.max_send_message_length", config.max_send_message_bytes),

@@ -19,7 +19,7 @@ import pytest
 
 from service.auth import BearerToken, parse_token_lines
 from service.client import RetrievalClient
-from service.server import ServerConfig
+from service.config import ServerConfig
 from tests.reliability.helpers import Results, ServeProcess, wait_for
 
 SCENARIO = "security"

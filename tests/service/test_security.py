@@ -12,8 +12,8 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from service.client import RetrievalClient, build_request
+from service.config import TlsConfig
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
-from service.server import TlsConfig
 from tests.service.helpers import ServerThread, server_config
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")

@@ -1,0 +1,84 @@
+"""The server's configuration: frozen dataclasses built once at the edge (CLI flags) and passed in.
+
+Kept apart from `service.server` so that the command line and the worker supervisor build a configuration
+without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service.auth import BearerToken
+from service.batcher import BatcherConfig
+from service.validation import ServiceLimits
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """PEM files for TLS; with `client_ca_path` clients must present a certificate signed by it (mTLS)."""
+
+    cert_path: Path
+    key_path: Path
+    client_ca_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs, built once at the edge (CLI flags) and passed in.
+
+    Attributes:
+        models_dir: root holding `<model_name>/<version>/` bundles.
+        model_name: the model to serve.
+        host: interface to bind ("0.0.0.0" all IPv4, "[::]" all, "127.0.0.1" local only).
+        port: port to bind; 0 picks a free one (see the port `build_server` returns).
+        pinned_version: serve exactly this version; None follows the newest good version.
+        batcher: micro-batching limits (batch size, delay, queue size).
+        limits: per-request limits.
+        reload_interval_s: how often to look for a new version.
+        keepalive_time_s: interval of server keepalive pings on idle connections.
+        keepalive_timeout_s: how long to wait for a ping acknowledgement before closing.
+        max_connection_age_s: close connections after this age (lets clients rebalance); None: never.
+        max_connection_age_grace_s: time given to in-flight calls on an aged connection.
+        max_receive_message_bytes: largest request message.
+        max_send_message_bytes: largest response message.
+        grace_period_s: how long shutdown waits for in-flight calls, from the signal to the closed server.
+        drain_s: at shutdown, how long at least (within the grace period) the server keeps answering new calls
+            with UNAVAILABLE before it closes its port, so that calls sent before clients saw NOT_SERVING are
+            answered rather than cancelled by grpc-core.
+        gpu_device: FAISS GPU id for the index; negative keeps it on the CPU.
+        tls: TLS / mTLS files; None serves plaintext.
+        auth_tokens: accepted bearer tokens (strings, or `BearerToken`s with an expiry); empty disables token
+            auth.
+        metrics_port: HTTP port of Prometheus `/metrics` on `host`; 0 picks a free one; None serves no metrics.
+    """
+
+    models_dir: Path
+    model_name: str
+    host: str = "0.0.0.0"
+    port: int = 50051
+    pinned_version: int | None = None
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+    reload_interval_s: float = 10.0
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    max_connection_age_s: float | None = None
+    max_connection_age_grace_s: float = 30.0
+    max_receive_message_bytes: int = 4 * 1024 * 1024
+    max_send_message_bytes: int = 16 * 1024 * 1024
+    grace_period_s: float = 10.0
+    drain_s: float = 0.5
+    gpu_device: int = 0
+    tls: TlsConfig | None = None
+    auth_tokens: tuple[str | BearerToken, ...] = field(default=(), repr=False)  # secrets: never in reprs
+    metrics_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limits.max_batch_requests > self.batcher.queue_size:
+            raise ValueError(
+                f"limits.max_batch_requests ({self.limits.max_batch_requests}) exceeds the queue size "
+                f"({self.batcher.queue_size}): such batch calls could never be queued"
+            )
+        if self.reload_interval_s <= 0 or self.grace_period_s < 0 or self.drain_s < 0:
+            raise ValueError(f"reload_interval_s must be > 0, grace_period_s and drain_s >= 0, got {self}")
