@@ -71,6 +71,18 @@ def serialize_round_trip(layer: Any) -> Any:
     return restored
 
 
+class Interrupt(keras.callbacks.Callback):
+    """Stops a training run right after epoch `after` has been checkpointed: a crash, as far as the job knows."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt("simulated interruption")
+
+
 def save_load_model(model: keras.Model, tmp_path: Path) -> keras.Model:
     """Saves to a .keras file and loads it back."""
     path = tmp_path / f"{model.name}.keras"
