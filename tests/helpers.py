@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Arguments of every Keras layer, handled (and round-tripped) by keras.layers.Layer itself.
 _BASE_LAYER_ARGUMENTS = frozenset(inspect.signature(keras.layers.Layer.__init__).parameters) | {"name", "dtype"}
@@ -81,6 +86,26 @@ class Interrupt(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if epoch + 1 == self.after:
             raise KeyboardInterrupt("simulated interruption")
+
+
+def project_requirements(*extras: str) -> dict[str, Requirement]:
+    """pyproject.toml's core dependencies plus those of `extras`, by canonical distribution name."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = project["dependencies"] + [line for extra in extras for line in project["optional-dependencies"][extra]]
+    return {canonicalize_name(r.name): r for r in map(Requirement, lines)}
+
+
+def pinned_requirements(path: Path) -> dict[str, str]:
+    """The `name==version` pins of a requirements file, following its `-r` includes, by canonical name."""
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            pins |= pinned_requirements(path.parent / line[3:].strip())
+        elif line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
 
 
 def save_load_model(model: keras.Model, tmp_path: Path) -> keras.Model:
