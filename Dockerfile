@@ -1,8 +1,12 @@
 # syntax=docker/dockerfile:1
-# The retrieval service image (also runs `retrieval-train` for the training CronJob).
+# The retrieval service image; with `--build-arg EXTRAS=train`, the training image the training CronJob runs.
 #
 #   GPU (default): docker build -t retrieval:gpu .
 #   CPU:           docker build --build-arg VARIANT=cpu --build-arg BASE_IMAGE=ubuntu:22.04 -t retrieval:cpu .
+#   Training:      docker build --build-arg EXTRAS=train -t retrieval:gpu-train .
+#
+# EXTRAS names the pyproject.toml extra installed, from its pinned list deploy/docker/requirements-<EXTRAS>.txt:
+# `serve` (default) has no matplotlib and no grpcio-tools; `train` adds matplotlib for `retrieval-train`.
 #
 # Both stages start from the same base so the virtual environment built in the first one runs unchanged in the
 # second. Ubuntu 22.04 ships Python 3.11 as `python3.11`; the GPU base adds the CUDA runtime, and
@@ -17,6 +21,7 @@ ARG BASE_IMAGE=nvidia/cuda:12.5.1-runtime-ubuntu22.04
 
 FROM ${BASE_IMAGE} AS build
 ARG VARIANT=gpu
+ARG EXTRAS=serve
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -24,7 +29,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY deploy/docker/requirements-serve.txt /tmp/requirements-serve.txt
+COPY deploy/docker/requirements-serve.txt deploy/docker/requirements-train.txt /tmp/
 RUN if [ "$VARIANT" = "gpu" ]; then \
         pip install "tensorflow[and-cuda]==2.21.0" "faiss-gpu==1.15.1"; \
     elif [ "$VARIANT" = "cpu" ]; then \
@@ -32,13 +37,14 @@ RUN if [ "$VARIANT" = "gpu" ]; then \
     else \
         echo "VARIANT must be gpu or cpu, got $VARIANT" >&2; exit 1; \
     fi \
-    && pip install -r /tmp/requirements-serve.txt
+    && pip install -r "/tmp/requirements-${EXTRAS}.txt"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY model ./model
 COPY service ./service
-# --no-deps: TensorFlow and FAISS of the chosen variant are installed above, the rest from the pinned list.
-RUN pip install --no-deps . && python -c "import service.server, model.training.job"
+# --no-deps: TensorFlow and FAISS of the chosen variant are installed above, the EXTRAS extra's from its pinned list.
+RUN pip install --no-deps . && python -c "import service.cli" \
+    && if [ "$EXTRAS" = "train" ]; then python -c "import model.cli, model.training.job"; fi
 
 FROM ${BASE_IMAGE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive

@@ -76,7 +76,7 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 # Two training recipes, both given to both families: the first benchmark's (batch 128, in-batch + logQ,
 # lr 0.002, item tower = the shared id embeddings) and the one the exploration runs found for the
-# transformer on validation (batch 32, full softmax, lr 0.001; docs/benchmarks/movielens_sequential.md).
+# transformer on validation (batch 32, full softmax, lr 0.001; docs/research/sequential_exploration.md).
 SMALL_BATCH_FULL_SOFTMAX = {"sequence": {"full_softmax": True}, "train": {"learning_rate": 0.001, "batch_size": 32}}
 # a separate item tower over the item id and the item side features (genres, release year) instead of tying
 ITEM_TOWER = {"sequence": {"tied_item_embeddings": False}}
@@ -98,51 +98,15 @@ _CAUSAL_FULL = _merge(_merge(CAUSAL, SMALL_BATCH_FULL_SOFTMAX), ITEM_TOWER)
 _CAUSAL_ROUND_3 = _merge(_merge(_CAUSAL_FULL, SHARP), OVERLAP_10)  # the previous benchmark's choice
 
 FAMILIES: dict[str, list[dict[str, Any]]] = {
-    # the history average's earlier choice (the other recipes scored lower on validation: EXPLORATION), and
-    # the same with round 4's schedule and negatives, so the encoder stays the difference
+    # the history average's earlier choice (the other recipes scored lower on validation: the research log
+    # docs/research/sequential_exploration.md), and the same with round 4's schedule and negatives, so the
+    # encoder stays the difference
     "history_average": [_AVERAGE_BASE, _merge(_merge(_AVERAGE_BASE, COSINE_20), SEEN)],
     "transformer_causal": [
         _merge(_merge(_CAUSAL_ROUND_3, COSINE_20), SEEN),
         _merge(_merge(_CAUSAL_ROUND_3, COSINE_15), SEEN),
     ],
 }
-
-
-# Exploration before this grid (validation only; test never used for choosing): (round, change from CAUSAL,
-# val Recall@10, val NDCG@10, best epoch / epochs run; (s) = stopped by hand once behind). Round 1 ran before
-# the causal training-window fix (at most 40 epochs, patience 8): the encoder's inputs were the whole L-item
-# window, so the last column, where a left-padded query is read, never had a target and its position
-# embedding was never trained. Round 2 runs with the fix (windows of L + 1 items: L inputs, each with its
-# next item as target), at most 100 epochs, patience 10; its history-average rows are the previous
-# benchmark grid's. Rounds 3 and 4: at most 40 epochs, patience 6, two runs at a time on the two cores (round
-# 4 one thread each; its code snapshotted per run).
-EXPLORATION = [
-    (1, "batch 32, lr 0.001, full softmax", 0.2110, 0.1071, "23 / 31"),
-    (1, "batch 32, lr 0.001, in-batch + logQ", 0.2089, 0.1075, "27 / 35"),
-    (1, "batch 32, lr 0.001, full softmax, dropout 0.4", 0.1835, 0.0960, "14 / 22"),
-    (1, "batch 32, lr 0.001, full softmax, separate item tower", 0.2185, 0.1147, "35 / 40 (still climbing)"),
-    (1, "batch 32, lr 0.001, full softmax, max_length 200", None, None, "stopped after 3 epochs (time)"),
-    (2, "batch 32, lr 0.001, full softmax, separate item tower", 0.2248, 0.1118, "16 / 26"),
-    (2, "... + temperature 0.05", 0.2344, 0.1194, "21 / 31"),
-    (2, "... + stride 25 (temperature 0.1)", 0.2397, 0.1212, "16 / 21 (stopped for the benchmark run)"),
-    (2, "history average: batch 32, lr 0.001, full softmax, separate item tower", 0.2025, 0.1009, "13 / 23"),
-    (2, "history average: ... + temperature 0.05", 0.1909, 0.0961, "11 / 21"),
-    (3, "batch 32, lr 0.001, full softmax, item tower, temperature 0.05, stride 25", 0.2312, 0.1165, "15 / 18 (s)"),
-    (3, "... temperature 0.1, stride 25, weights averaged (EMA 0.999, patch not kept)", 0.2185, 0.1071, "13 / 15 (s)"),
-    (3, "... temperature 0.05, stride 10", 0.2513, 0.1335, "11 / 17"),
-    (3, "... temperature 0.05, stride 10, seed 43", 0.2248, 0.1187, "6 / 6 (stopped for the benchmark run)"),
-    (3, "... temperature 0.03, stride 10", 0.2418, 0.1251, "11 / 17"),
-    (3, "... temperature 0.05, stride 10, 64-d feature embeddings", 0.2312, 0.1202, "6 / 12"),
-    (3, "... temperature 0.05, stride 5", 0.2397, 0.1236, "4 / 8 (s)"),
-    (3, "... temperature 0.1, stride 5", 0.2344, 0.1215, "5 / 5 (s)"),
-    (3, "... dot product, temperature 1, stride 10", 0.2174, 0.1142, "6 / 6 (s)"),
-    (4, "... temperature 0.05, stride 10, 128-d embeddings (2x the time per epoch)", 0.2269, 0.1152, "5 / 6 (s)"),
-    (4, "... temperature 0.05, stride 10, max_length 100", None, None, "stopped in epoch 1 (time)"),
-    (4, "... temperature 0.05, stride 10, cosine decay over 20 epochs", 0.2471, 0.1303, "12 / 18"),
-    (4, "... cosine 20, the item tower's output added to the encoder inputs (not kept)", 0.2216, 0.1159, "7 / 8 (s)"),
-    (4, "... temperature 0.05, stride 10, window items masked among the negatives", 0.2259, 0.1171, "5 / 6 (s)"),
-    (4, "... temperature 0.05, stride 10, cosine 20, window items masked", 0.2577, 0.1394, "15 / 21"),
-]
 
 
 def _config(overrides: dict[str, Any], output_dir: Path, epochs: int) -> Any:
@@ -250,14 +214,6 @@ def _test_row(label: str, metrics: dict[str, float], training: dict[str, Any] | 
     return f"| {label} | {cells} | {timing} |"
 
 
-def _exploration_rows() -> str:
-    return "\n".join(
-        f"| {round_} | {change} | {'-' if recall is None else f'{recall:.4f}'} | "
-        f"{'-' if ndcg is None else f'{ndcg:.4f}'} | {epochs} |"
-        for round_, change, recall, ndcg, epochs in EXPLORATION
-    )
-
-
 def _refit_text(refit: bool) -> str:
     if not refit:
         return "Each family's result is its chosen search run (trained on the training interactions)."
@@ -311,16 +267,8 @@ stopping on validation Recall@10 with patience {report["patience"]}, best epoch 
 |---|---|---|---|---|---|
 {search}
 
-Exploration runs that chose this grid (validation only; the first benchmark's causal transformer with
-batch 128, in-batch + logQ, lr 0.002 reached 0.2100 / 0.1044). Round 1 ran before the causal
-training-window fix (the last input column, where a query is read, had no target, so its position
-embedding was never trained); round 2 with it (windows of max_length + 1 items), at most 100 epochs,
-patience 10; rounds 3 and 4 at most 40 epochs, patience 6, two runs at a time on the two cores; (s) =
-stopped by hand once behind:
-
-| round | change from the causal transformer | val Recall@10 | val NDCG@10 | best epoch / run |
-|---|---|---|---|---|
-{_exploration_rows()}
+How this grid was chosen: `docs/research/sequential_exploration.md`, a hand-written research log (its
+numbers are not produced by this command).
 
 {_refit_text(refit)}
 

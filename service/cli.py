@@ -1,10 +1,15 @@
-"""`retrieval-serve`: runs the retrieval gRPC server until SIGTERM or SIGINT, then shuts down gracefully."""
+"""`retrieval-serve`: runs the retrieval gRPC server until SIGTERM or SIGINT, then shuts down gracefully.
+
+With `--workers N` (N > 1), N server processes share the port and a supervisor restarts any that dies
+(service/workers.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,10 +17,15 @@ from pathlib import Path
 
 from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
-from service.server import ServerConfig, TlsConfig, build_server
+from service.config import ServerConfig, TlsConfig
 from service.validation import ServiceLimits
 
-DEFAULT_METRICS_PORT = 9464
+# The metrics port the Kubernetes manifests and the image use (the flag itself has no default: no endpoint).
+IMAGE_METRICS_PORT = 9464
+# Set unless the user set them, before TensorFlow or FAISS load: OpenMP threads sleep instead of spinning
+# between searches (a spinning thread takes the core the event loop needs), and TensorFlow takes GPU memory as
+# it needs it, leaving the rest to FAISS.
+SERVING_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,7 +38,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics-port", type=int, default=None,
         help=f"serve Prometheus /metrics over HTTP on this port (0 picks a free one; the images use "
-        f"{DEFAULT_METRICS_PORT}); default: no metrics endpoint",
+        f"{IMAGE_METRICS_PORT}); default: no metrics endpoint",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="server processes sharing the port (SO_REUSEPORT), each with its own model; a supervisor restarts "
+        "any that dies and serves one /metrics for all (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument("--pin-version", type=int, default=None, help="serve exactly this version")
     parser.add_argument("--max-batch-size", type=int, default=batching.max_batch_size)
@@ -93,11 +108,18 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def _listening(config: ServerConfig, port: int, metrics_port: int | None, workers: int = 1) -> None:
+    metrics = f" metrics=http://{config.host}:{metrics_port}/metrics" if metrics_port else ""
+    several = f" workers={workers}" if workers > 1 else ""
+    print(f"retrieval-serve listening on {config.host}:{port} model={config.model_name}{several}{metrics}", flush=True)
+
+
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then drains and stops."""
+    from service.server import build_server  # TensorFlow loads here, after SERVING_ENV is set
+
     _, port, handles = await build_server(config)
-    metrics = f" metrics=http://{config.host}:{handles.metrics_port}/metrics" if handles.metrics_port else ""
-    print(f"retrieval-serve listening on {config.host}:{port} model={config.model_name}{metrics}", flush=True)
+    _listening(config, port, handles.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,9 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = config_from_args(args)
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
     except ValueError as error:
         print(f"retrieval-serve: {error}", file=sys.stderr)
         return 2
+    for key, value in SERVING_ENV.items():
+        os.environ.setdefault(key, value)
+    if args.workers > 1:
+        from service.workers import Supervisor
+
+        supervisor = Supervisor(config, args.workers, log_level=args.log_level.upper())
+        return supervisor.run(lambda port, metrics: _listening(config, port, metrics, args.workers))
     asyncio.run(serve(config))
     return 0
 

@@ -144,11 +144,10 @@ class RetrievalMetrics:
     def on_model_loaded(self, model: str, version: int, index_type: str, device: str, item_count: int) -> None:
         labels = (model, str(version), index_type, device)
         with self._model_lock:  # exactly one label set at 1: the version serving now
-            if self._multiprocess and self._serving is not None:
-                # clear() forgets a label set in this process only; its file would keep the 1.
-                self.model_info.labels(*self._serving).set(0)
-            else:
+            if not self._multiprocess:
                 self.model_info.clear()
+            elif self._serving is not None:  # multiprocess mode has no clear(): the old label set goes to 0
+                self.model_info.labels(*self._serving).set(0)
             self.model_info.labels(*labels).set(1)
             self._serving = labels
             self.index_items.set(item_count)

@@ -15,6 +15,7 @@ import yaml
 
 from model.training.config import build_config
 from service.server import SERVICE_NAME
+from tests.helpers import pinned_requirements, project_requirements
 from tests.observability.promql import DASHBOARD, ROOT
 
 K8S = ROOT / "deploy" / "k8s"
@@ -50,6 +51,28 @@ def test_dockerfile_passes_hadolint_and_has_the_required_shape() -> None:
     assert 'ENTRYPOINT ["retrieval-serve"]' in final and "--metrics-port" in final
     assert not any(tool in final for tool in ("build-essential", "gcc", "python3.11-dev", "pip install"))
     assert "tensorflow[and-cuda]" in text and "faiss-gpu==1.15.1" in text and "faiss-cpu" in text
+
+
+def _image_dependencies(extras: str) -> dict[str, str]:
+    """The pins the Dockerfile installs for build arg EXTRAS=`extras`, and checks they are pyproject's extra."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'pip install -r "/tmp/requirements-${EXTRAS}.txt"' in text and "pip install --no-deps ." in text
+    pins = pinned_requirements(ROOT / "deploy" / "docker" / f"requirements-{extras}.txt")
+    variant = {"tensorflow", "faiss-cpu"}  # installed by the VARIANT branch: tensorflow[and-cuda] / faiss-gpu
+    for name, requirement in project_requirements(extras).items():
+        if name not in variant:
+            assert name in pins, f"{name} of .[{extras}] is not pinned for the image"
+            assert pins[name] in requirement.specifier, f"{name}=={pins[name]} does not satisfy {requirement}"
+    return pins
+
+
+def test_serving_image_installs_neither_matplotlib_nor_grpcio_tools() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "ARG EXTRAS=serve" in text.split("AS runtime")[0]  # the default build is the serving image
+    for packages in (_image_dependencies("serve"), project_requirements("serve")):
+        assert not {"matplotlib", "grpcio-tools"} & set(packages), sorted(packages)
+    assert "matplotlib" in _image_dependencies("train")  # the training image (the CronJob's) plots its run
+    assert "grpcio-tools" not in _image_dependencies("train")
 
 
 def test_hadolint_flags_a_bad_dockerfile(tmp_path: Path) -> None:

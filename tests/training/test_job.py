@@ -11,18 +11,7 @@ from model.bundle.reader import open_bundle
 from model.training.config import build_config
 from model.training.job import run
 from model.training.pipeline import user_feature_rows
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Stops the process-equivalent of a crash right after epoch `after` has been checkpointed."""
-
-    def __init__(self, after: int) -> None:
-        super().__init__()
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt("simulated interruption")
+from tests.helpers import Interrupt
 
 
 def _config(tmp_path, name, epochs=4, export=False):

@@ -13,22 +13,11 @@ from model.data import InteractionLog, leave_last_out
 from model.training.config import SequenceConfig, build_config
 from model.training.job import refit_split, run
 from model.training.sequential import check_config, query_embeddings, sequence_data
+from tests.helpers import Interrupt
 
 pytestmark = pytest.mark.slow  # two short training runs, about 35 s together
 
 NUM_ITEMS, CLUSTERS, USERS, EVENTS, L = 120, 6, 300, 14, 8
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Stops the run right after epoch `after` has been checkpointed (a crash, as far as the job knows)."""
-
-    def __init__(self, after: int) -> None:
-        super().__init__()
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt("simulated interruption")
 
 
 @pytest.fixture(scope="module")

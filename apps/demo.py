@@ -20,6 +20,8 @@ import numpy as np
 
 from model.bundle.reader import latest_version
 from model.data import load_movielens_100k
+from model.training.config import build_config
+from model.training.job import run
 from service.client import FeatureLike, RetrievalClient, build_request, format_response
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.server import ServerConfig, build_server
@@ -43,9 +45,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def train_bundle(args: argparse.Namespace) -> None:
     """Runs the training job on MovieLens-100K with the project's defaults and exports a bundle."""
-    from model.training.config import build_config
-    from model.training.job import run
-
     config = build_config(
         {
             "data": {"source": "movielens-100k"},

@@ -16,7 +16,7 @@ from model.data import load_movielens_100k
 def test_demo_trains_serves_and_prints_candidates_with_titles(tmp_path):
     models = tmp_path / "models"
     args = ["--models-dir", str(models), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--port", "0"]
-    cmd = [sys.executable, "-m", "service.demo", *args, "--users", "1,42", "-k", "5", "--exit-after-queries"]
+    cmd = [sys.executable, "-m", "apps.demo", *args, "--users", "1,42", "-k", "5", "--exit-after-queries"]
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=580, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     )
