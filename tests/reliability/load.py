@@ -98,6 +98,8 @@ class LoadRunner:
         max_outstanding: open loop: arrivals beyond this many calls in flight are counted as `skipped`.
         credentials: channel credentials (TLS); None: plaintext.
         metadata: sent with every call (e.g. a bearer token).
+        channels: connections the calls are spread over, round robin (a server with several worker processes
+            on one port gets one per connection).
     """
 
     def __init__(
@@ -112,8 +114,10 @@ class LoadRunner:
         max_outstanding: int = 2000,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: tuple[tuple[str, str], ...] = (),
+        channels: int = 1,
     ) -> None:
         self.target = target
+        self._channels = channels
         self._requests = list(requests)
         self._concurrency = concurrency
         self._rate = rate_per_s
@@ -166,29 +170,34 @@ class LoadRunner:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        options = [("grpc.use_local_subchannel_pool", 1)]  # each channel a connection of its own
         if self._credentials is None:
-            channel = grpc.aio.insecure_channel(self.target)
+            channels = [grpc.aio.insecure_channel(self.target, options=options) for _ in range(self._channels)]
         else:
-            channel = grpc.aio.secure_channel(self.target, self._credentials)
-        async with channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
-            method = pb_grpc.RetrievalServiceStub(channel).RetrieveCandidates
+            channels = [
+                grpc.aio.secure_channel(self.target, self._credentials, options=options) for _ in range(self._channels)
+            ]
+        try:
+            await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 30) for c in channels))
+            methods = [pb_grpc.RetrievalServiceStub(c).RetrieveCandidates for c in channels]
             self.started_at = time.monotonic()
             self._ready.set()
             if self._rate is None:
-                await asyncio.gather(*(self._closed(method, w) for w in range(self._concurrency)))
+                await asyncio.gather(*(self._closed(methods, w) for w in range(self._concurrency)))
             else:
-                await self._open(method)
+                await self._open(methods)
             self.stopped_at = time.monotonic()
+        finally:
+            await asyncio.gather(*(c.close() for c in channels))
 
-    async def _closed(self, method: Any, offset: int) -> None:
+    async def _closed(self, methods: list[Any], offset: int) -> None:
         assert self._stopping is not None
-        n = offset
+        n, method = offset, methods[offset % len(methods)]
         while not self._stopping.is_set():
             await self._one(method, n)
             n += self._concurrency
 
-    async def _open(self, method: Any) -> None:
+    async def _open(self, methods: list[Any]) -> None:
         assert self._stopping is not None and self._rate is not None
         pending: set[asyncio.Task[None]] = set()
         sent, start = 0, time.monotonic()
@@ -198,7 +207,7 @@ class LoadRunner:
                 if len(pending) >= self._max_outstanding:
                     self.skipped += 1
                 else:
-                    task = asyncio.get_running_loop().create_task(self._one(method, sent))
+                    task = asyncio.get_running_loop().create_task(self._one(methods[sent % len(methods)], sent))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                 sent += 1
