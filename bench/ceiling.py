@@ -49,13 +49,13 @@ def time_batch(engine: Engine, queries: Sequence[Query], size: int, min_seconds:
     times: list[float] = []
     offset, spent = 0, 0.0
     for _ in range(2):
-        engine.retrieve([queries[(offset + i) % len(queries)] for i in range(size)])
+        engine.respond([queries[(offset + i) % len(queries)] for i in range(size)])
         offset += size
     while len(times) < min_repeats or spent < min_seconds:
         batch = [queries[(offset + i) % len(queries)] for i in range(size)]
         offset += size
         start = time.perf_counter()
-        engine.retrieve(batch)
+        engine.respond(batch)
         elapsed = time.perf_counter() - start
         times.append(elapsed)
         spent += elapsed
@@ -77,11 +77,11 @@ def time_batch_streams(engine: Engine, queries: Sequence[Query], size: int, min_
     def stream(index: int, start: threading.Barrier) -> None:
         share_cpu_threads(streams)
         batch = [queries[(index * size + i) % len(queries)] for i in range(size)]
-        engine.retrieve(batch)  # untimed
+        engine.respond(batch)  # untimed
         start.wait()
         stop_at = time.perf_counter() + window
         while True:
-            engine.retrieve(batch)
+            engine.respond(batch)
             counts[index] += 1
             ends[index] = time.perf_counter()
             if ends[index] >= stop_at:

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import faiss
@@ -25,33 +24,14 @@ from model.bundle.contract import GPU_MAX_K, CategoricalFeature, Manifest, Tower
 from model.bundle.reader import Bundle
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
+from service.responses import encode_responses
+from service.results import RetrievalResult
 from service.validation import default_features
+from service.wire import CandidateEncoder
 
 logger = logging.getLogger(__name__)
 
 Encoder = Callable[[Mapping[str, np.ndarray]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class RetrievalResult:
-    """The answer to one query.
-
-    Attributes:
-        item_ids: external item ids, best first.
-        scores: their similarity scores [len(item_ids)] float32.
-        truncated: fewer than k items could be returned.
-        model_name: the model that served the query.
-        model_version: its version.
-        display: per returned item, the display attributes its query selected (e.g. title); empty when it
-            selected none.
-    """
-
-    item_ids: tuple[str, ...]
-    scores: np.ndarray
-    truncated: bool
-    model_name: str
-    model_version: int
-    display: tuple[dict[str, str], ...] = ()
 
 
 class Engine:
@@ -98,6 +78,7 @@ class Engine:
         self._observer = observer or NullObserver()
         self._keep_alive = keep_alive
         self._display = {name: np.asarray(values, dtype=object) for name, values in (display or {}).items()}
+        self._wire = CandidateEncoder(self._item_ids.tolist())
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, *, gpu_device: int = 0, observer: ServingObserver | None = None) -> Engine:
@@ -141,8 +122,16 @@ class Engine:
 
     def retrieve(self, queries: Sequence[Query]) -> list[RetrievalResult]:
         """Top-k items for each query, excluded items removed; results[i] answers queries[i]."""
+        return self._answer(queries, encode=False)[0]
+
+    def respond(self, queries: Sequence[Query]) -> list[bytes]:
+        """Like `retrieve`, but each answer is the serialised RetrieveCandidatesResponse (echoing the query's
+        request id), built for the whole batch at once (service/responses.py)."""
+        return self._answer(queries, encode=True)[1]
+
+    def _answer(self, queries: Sequence[Query], *, encode: bool) -> tuple[list[RetrievalResult], list[bytes]]:
         if not queries:
-            return []
+            return [], []
         start = time.perf_counter()
         embeddings = np.ascontiguousarray(self._encoder(self._stack(queries)), dtype=np.float32)
         encoded = time.perf_counter()
@@ -152,11 +141,12 @@ class Engine:
             scores, ids = self._index.search(embeddings, fetch)
         searched = time.perf_counter()
         results = self._results(queries, excluded, ids, scores)
+        responses = encode_responses(results, [q.request_id for q in queries], self._wire) if encode else []
         done = time.perf_counter()
         self._observer.on_stage("query_tower", encoded - start)
         self._observer.on_stage("index_search", searched - encoded)
         self._observer.on_stage("postprocess", done - searched)
-        return results
+        return results, responses
 
     def warm_up(self, batch_sizes: Sequence[int] = (1, 8)) -> None:
         """Runs dummy batches through the tower and the index so the first requests do not pay for tracing."""
@@ -189,29 +179,17 @@ class Engine:
     ) -> list[RetrievalResult]:
         """Per query: its top k after exclusions. FAISS pads missing neighbours with -1 at the end of a row."""
         found = (ids >= 0).sum(axis=1).tolist()
-        plain = max((q.k for q, rows in zip(queries, excluded, strict=True) if not len(rows)), default=0)
-        # One object-array lookup for every query without exclusions (the common case), not one per query.
-        names = self._item_ids[np.maximum(ids[:, :plain], 0)].tolist() if plain else []
+        name, version = self.manifest.model_name, self.manifest.model_version
         results = []
         for i, (query, rows) in enumerate(zip(queries, excluded, strict=True)):
             if len(rows):
                 keep = (ids[i] >= 0) & ~np.isin(ids[i], rows)
                 top, top_scores = ids[i][keep][: query.k], scores[i][keep][: query.k]
-                item_ids = tuple(self._item_ids[top].tolist())
             else:
                 n = min(query.k, found[i])
                 top, top_scores = ids[i, :n], scores[i, :n]
-                item_ids = tuple(names[i][:n])
-            results.append(
-                RetrievalResult(
-                    item_ids=item_ids,
-                    scores=top_scores,
-                    truncated=len(item_ids) < query.k,
-                    model_name=self.manifest.model_name,
-                    model_version=self.manifest.model_version,
-                    display=self._display_of(top, query.display) if query.display else (),
-                )
-            )
+            display = self._display_of(top, query.display) if query.display else ()
+            results.append(RetrievalResult(top, top_scores, len(top) < query.k, name, version, display, self._item_ids))
         return results
 
     def _display_of(self, rows: np.ndarray, names: Sequence[str]) -> tuple[dict[str, str], ...]:
@@ -220,8 +198,9 @@ class Engine:
         return tuple({name: str(column[i]) for name, column in columns.items()} for i in range(len(rows)))
 
 
-def retrieve_grouped(work: Sequence[tuple[Engine, Query]]) -> list[RetrievalResult]:
-    """Answers (engine, query) pairs, one `retrieve` call per distinct engine; results keep the input order.
+def respond_grouped(work: Sequence[tuple[Engine, Query]]) -> list[bytes]:
+    """Answers (engine, query) pairs with serialised responses, one `respond` call per distinct engine, in the
+    input order.
 
     Requests validated against one model version are served by that version even when a newer one was
     swapped in while they waited.
@@ -229,11 +208,11 @@ def retrieve_grouped(work: Sequence[tuple[Engine, Query]]) -> list[RetrievalResu
     groups: dict[int, tuple[Engine, list[int]]] = {}
     for position, (engine, _) in enumerate(work):
         groups.setdefault(id(engine), (engine, []))[1].append(position)
-    results: list[RetrievalResult | None] = [None] * len(work)
+    answers: list[bytes] = [b""] * len(work)
     for engine, positions in groups.values():
-        for position, result in zip(positions, engine.retrieve([work[p][1] for p in positions]), strict=True):
-            results[position] = result
-    return [r for r in results if r is not None]
+        for position, answer in zip(positions, engine.respond([work[p][1] for p in positions]), strict=True):
+            answers[position] = answer
+    return answers
 
 
 def query_device() -> str:

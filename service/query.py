@@ -18,9 +18,11 @@ class Query:
         k: number of candidates wanted (>= 1).
         exclude: external item ids that must not be returned (unknown ids are ignored).
         display: the display attributes to return with each candidate (none by default).
+        request_id: the caller's id, echoed in the response.
     """
 
     features: Mapping[str, FeatureInput]
     k: int
     exclude: frozenset[str] = frozenset()
     display: tuple[str, ...] = ()
+    request_id: str = ""

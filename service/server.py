@@ -25,10 +25,9 @@ from service.batcher import MicroBatcher
 from service.config import ServerConfig
 from service.cpu import share_cpu_threads
 from service.decoding import RequestDecodingInterceptor
-from service.engine import Engine, RetrievalResult, retrieve_grouped
+from service.engine import Engine, respond_grouped
 from service.fanout import FanOutObserver
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
-from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from service.health import HealthServicer
 from service.interceptors import MetricsInterceptor
 from service.metrics import MetricsEndpoint, RetrievalMetrics
@@ -36,7 +35,7 @@ from service.model_manager import EngineLoader, ModelManager, load_engine
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
 from service.readiness import WorkerReadiness
-from service.servicer import RetrievalServicer
+from service.servicer import RetrievalServicer, add_retrieval_service
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class ServerHandles:
 
     server: grpc.aio.Server
     manager: ModelManager
-    batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult]
+    batcher: MicroBatcher[tuple[Engine, Query], bytes]
     health: HealthServicer
     compute_executor: ThreadPoolExecutor
     loader_executor: ThreadPoolExecutor
@@ -157,15 +156,13 @@ async def build_server(
     manager = ModelManager(
         config.models_dir, config.model_name, loader, pinned_version=config.pinned_version, observer=observer
     )
-    running: list[MicroBatcher[tuple[Engine, Query], RetrievalResult]] = []
+    running: list[MicroBatcher[tuple[Engine, Query], bytes]] = []
 
-    def process(work: Sequence[tuple[Engine, Query]]) -> list[RetrievalResult]:
+    def process(work: Sequence[tuple[Engine, Query]]) -> list[bytes]:
         share_cpu_threads(running[0].active_batches)
-        return retrieve_grouped(work)
+        return respond_grouped(work)
 
-    batcher: MicroBatcher[tuple[Engine, Query], RetrievalResult] = MicroBatcher(
-        process, compute, config.batcher, observer
-    )
+    batcher: MicroBatcher[tuple[Engine, Query], bytes] = MicroBatcher(process, compute, config.batcher, observer)
     running.append(batcher)
     health = HealthServicer()
     gate = AdmissionGate()
@@ -178,7 +175,7 @@ async def build_server(
         chain.append(BearerTokenInterceptor(config.auth_tokens))
     chain.append(RequestDecodingInterceptor())  # innermost: unparseable requests become INVALID_ARGUMENT
     server = grpc.aio.server(interceptors=chain, options=channel_options(config))
-    pb_grpc.add_RetrievalServiceServicer_to_server(RetrievalServicer(manager, batcher, config.limits, gate), server)
+    add_retrieval_service(RetrievalServicer(manager, batcher, config.limits, gate), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, config)

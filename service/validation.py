@@ -109,7 +109,13 @@ def validate_request(
             )
     features = _convert_features(request, spec, limits)
     display = _display_selection(request.display_attributes, display_names) if request.display_attributes else ()
-    return Query(features=features, k=request.num_candidates, exclude=frozenset(exclude), display=display)
+    return Query(
+        features=features,
+        k=request.num_candidates,
+        exclude=frozenset(exclude),
+        display=display,
+        request_id=request.request_id,
+    )
 
 
 def _display_selection(selected: Sequence[str], names: Collection[str]) -> tuple[str, ...]:

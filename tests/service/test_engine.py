@@ -11,7 +11,8 @@ import pytest
 
 from model.bundle.gpu import place_index
 from model.bundle.reader import open_bundle
-from service.engine import Engine, query_device, retrieve_grouped
+from service.engine import Engine, query_device, respond_grouped
+from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.observer import RecordingObserver
 from service.query import Query
 from service.validation import default_features
@@ -99,9 +100,10 @@ def test_grouped_retrieval_serves_each_query_on_its_own_engine(engine: Engine) -
         item_ids=engine._item_ids,
     )
     work = [(engine, _query("u1", 3)), (newer, _query("u1", 3)), (engine, _query("u2", 1))]
-    results = retrieve_grouped(work)
-    assert [r.model_version for r in results] == [1, 2, 1]
-    assert results[0].item_ids == results[1].item_ids and len(results[2].item_ids) == 1
+    results = [pb.RetrieveCandidatesResponse.FromString(answer) for answer in respond_grouped(work)]
+    assert [r.model_version for r in results] == ["1", "2", "1"]
+    ids = [[c.item_id for c in r.candidates] for r in results]
+    assert ids[0] == ids[1] == list(engine.retrieve([_query("u1", 3)])[0].item_ids) and len(ids[2]) == 1
 
 
 def test_devices_and_warm_up_on_a_cpu_machine(engine: Engine) -> None:
