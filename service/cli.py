@@ -18,6 +18,7 @@ from pathlib import Path
 from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
 from service.config import ServerConfig, TlsConfig
+from service.cpu import tensorflow_thread_env
 from service.validation import ServiceLimits
 
 # The metrics port the Kubernetes manifests and the image use (the flag itself has no default: no endpoint).
@@ -141,11 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for key, value in SERVING_ENV.items():
         os.environ.setdefault(key, value)
-    if args.workers > 1:
+    if args.workers > 1:  # each worker sizes TensorFlow's threads to its own share of the cores
         from service.workers import Supervisor
 
         supervisor = Supervisor(config, args.workers, log_level=args.log_level.upper())
         return supervisor.run(lambda port, metrics: _listening(config, port, metrics, args.workers))
+    for key, value in tensorflow_thread_env(config.batcher.max_concurrent_batches).items():
+        os.environ.setdefault(key, value)
     asyncio.run(serve(config))
     return 0
 

@@ -36,6 +36,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from service.config import ServerConfig
+from service.cpu import WORKER_CPUS_ENV, tensorflow_thread_env, worker_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,10 @@ def gpu_count() -> int:
     return len(list(driver.iterdir())) if driver.is_dir() else 0
 
 
-def worker_environment(index: int, gpus: int) -> dict[str, str]:
-    """Environment of worker `index`: its GPU (index mod `gpus`) and TensorFlow's growing GPU memory."""
-    env = {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+def worker_environment(index: int, gpus: int, workers: int = 1) -> dict[str, str]:
+    """Environment of worker `index` of `workers`: its share of the cores, its GPU (index mod `gpus`) and
+    TensorFlow's growing GPU memory."""
+    env = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", WORKER_CPUS_ENV: str(worker_cpus(workers))}
     if gpus > 0:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         devices = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(gpus)]
@@ -132,7 +134,7 @@ class Supervisor:
             shutil.rmtree(self._run_dir, ignore_errors=True)
 
     def _start(self, config: ServerConfig, index: int, failures: int = 0) -> _Worker:
-        env = worker_environment(index, self._gpus)
+        env = worker_environment(index, self._gpus, self._count)
         process = self._context.Process(
             target=run_worker,
             args=(config, index, self._count, str(self._run_dir), env, self._log_level, os.getpid()),
@@ -196,6 +198,8 @@ def run_worker(
 ) -> None:
     """A worker process's main (spawned by the supervisor): serves until SIGTERM/SIGINT or the parent's death."""
     os.environ.update(env)  # before TensorFlow and FAISS are imported, below
+    for key, value in tensorflow_thread_env(config.batcher.max_concurrent_batches).items():
+        os.environ.setdefault(key, value)
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s %(message)s")
     import asyncio
 

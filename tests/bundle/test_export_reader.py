@@ -13,13 +13,14 @@ import faiss
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from model.bundle import export as export_module
 from model.bundle.export import export_bundle
 from model.bundle.index import IndexSpec
 from model.bundle.manifest import sha256_file
 from model.bundle.reader import BundleError, latest_version, list_versions, open_bundle
-from model.bundle.reserved import HISTORY_FEATURE, RESERVED_INPUTS, USER_ID_FEATURE
+from model.bundle.reserved import HISTORY_FEATURE, OUTPUT_KEY, RESERVED_INPUTS, USER_ID_FEATURE
 from model.evaluation import exact_top_k
 from model.features import CategoricalFeature, NumericFeature, TowerSpec
 from model.towers import build_tower
@@ -112,6 +113,14 @@ def test_query_tower_matches_keras(exported) -> None:
     np.testing.assert_allclose(out, kwargs["query_tower"](FEATURES).numpy(), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="differ from the tower inputs"):
         encoder({"user_id": FEATURES["user_id"]})
+    with pytest.raises(ValueError, match="feature 'user_id': shape"):
+        encoder({**FEATURES, "user_id": np.asarray(FEATURES["user_id"])[:, None]})
+    # The flat call of the concrete function (the serving path) equals the signature's structured call.
+    structured = encoder._signature(
+        **{k: tf.constant(v, dtype=encoder.input_specs[k].dtype) for k, v in FEATURES.items()}
+    )
+    np.testing.assert_array_equal(out, structured[OUTPUT_KEY].numpy())
+    assert encoder._flat
 
 
 def test_saved_model_loads_with_plain_tensorflow(exported) -> None:

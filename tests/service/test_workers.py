@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from service.cpu import WORKER_CPUS_ENV, tensorflow_thread_env
 from service.readiness import WorkerReadiness, marker_path
 from service.workers import _reserve_port, gpu_count, worker_environment
 
@@ -15,6 +16,10 @@ def test_worker_i_uses_gpu_i_mod_n_and_tensorflow_grows_its_memory(monkeypatch: 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert [worker_environment(i, 3)["CUDA_VISIBLE_DEVICES"] for i in range(5)] == ["0", "1", "2", "0", "1"]
     assert worker_environment(0, 3)["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    monkeypatch.setattr("service.cpu.available_cpus", lambda: 16)
+    assert worker_environment(1, 0, workers=4)[WORKER_CPUS_ENV] == "4"  # each worker's share of the cores
+    monkeypatch.setenv(WORKER_CPUS_ENV, "4")
+    assert tensorflow_thread_env(2) == {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"}
     assert "CUDA_VISIBLE_DEVICES" not in worker_environment(2, 0)  # no GPU: nothing to choose
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")  # the GPUs this server was given
     assert gpu_count() == 2
