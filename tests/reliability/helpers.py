@@ -1,7 +1,7 @@
 """Shared helpers of the reliability tests: a real `retrieval-serve` process, an offline oracle, results.
 
-`ServeProcess` runs the server CLI in a subprocess on loopback (free ports, --metrics-port), with stdout and
-stderr captured into a log file, and reads its resident memory from /proc. `Oracle` answers a fixed set of
+`ServeProcess` runs the server CLI in a subprocess on loopback (bench/processes.py's `ServeCommand`, the one the
+benchmarks use too) with the service tests' model and limits. `Oracle` answers a fixed set of
 requests offline (the bundle's query tower and item embeddings, full-catalog scoring) so that every answer
 under load can be checked. `Results` collects the numbers each test records for docs/reliability.md.
 """
@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.processes import ServeCommand, rss_bytes, wait_for
 from model.bundle.reader import open_bundle
 from model.features import CategoricalFeature
 from service.client import build_request
@@ -31,35 +26,14 @@ from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.validation import validate_request
 from tests.service.helpers import LIMITS, MODEL, SPEC, item_id
 
+__all__ = ["Oracle", "Results", "ServeProcess", "copy_bundle", "load_requests", "rss_bytes", "wait_for"]
+
 SOAK = os.environ.get("RELIABILITY_SOAK", "") not in ("", "0")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05) -> Any:
-    """Polls until `condition()` is truthy and returns it; fails after `timeout_s`."""
-    end = time.monotonic() + timeout_s
-    while not (value := condition()):
-        assert time.monotonic() < end, f"condition not met within {timeout_s} s"
-        time.sleep(interval_s)
-    return value
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of process `pid` (VmRSS from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def serve_executable() -> list[str]:
-    """The `retrieval-serve` console script of this interpreter's environment, else `python -m service.cli`."""
-    script = Path(sys.executable).parent / "retrieval-serve"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
-
-
-class ServeProcess:
-    """`retrieval-serve` in a subprocess on 127.0.0.1 with free gRPC and metrics ports.
+class ServeProcess(ServeCommand):
+    """`retrieval-serve` for the reliability tests: the service tests' model and request limits, CPU only.
 
     Args:
         models_dir: root of the bundles.
@@ -77,82 +51,11 @@ class ServeProcess:
         wait_serving: bool = True,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.command = [
-            *serve_executable(), "--models-dir", str(models_dir), "--model-name", MODEL, "--host", "127.0.0.1",
-            "--port", "0", "--metrics-port", "0", "--gpu-device", "-1", "--max-k", str(LIMITS.max_k),
-            "--max-exclusions", str(LIMITS.max_exclusions), "--max-history", str(LIMITS.max_history),
-            "--max-batch-requests", str(LIMITS.max_batch_requests), *args,
-        ]  # fmt: skip
-        self.log_path = log_path
-        self._wait_serving = wait_serving
-        self._env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.metrics_port = 0
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def start(self, timeout_s: float = 90.0) -> ServeProcess:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **self._env}
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        listening = re.compile(r"listening on 127\.0\.0\.1:(\d+) .*metrics=http://[^:]+:(\d+)/metrics")
-        match = wait_for(lambda: self._exited_or(listening.search(self.log())), timeout_s, 0.1)
-        self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
-        if self._wait_serving:
-            wait_for(lambda: self._exited_or(self.health() == "SERVING"), timeout_s, 0.1)
-        return self
-
-    def _exited_or(self, value: Any) -> Any:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"retrieval-serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-        return value
-
-    def health(self, timeout_s: float = 2.0) -> str:
-        with grpc.insecure_channel(self.target) as channel:
-            try:
-                response = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-                )
-            except grpc.RpcError as error:
-                return str(error.code().name)
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
-
-    def rss(self) -> int:
-        return rss_bytes(self.pid)
-
-    def terminate(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def __enter__(self) -> ServeProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        limits = (
+            "--gpu-device", "-1", "--max-k", str(LIMITS.max_k), "--max-exclusions", str(LIMITS.max_exclusions),
+            "--max-history", str(LIMITS.max_history), "--max-batch-requests", str(LIMITS.max_batch_requests),
+        )  # fmt: skip
+        super().__init__(models_dir, MODEL, log_path, *limits, *args, wait_serving=wait_serving, env=env)
 
 
 def load_requests(count: int = 64, seed: int = 0) -> list[pb.RetrieveCandidatesRequest]:
