@@ -68,4 +68,4 @@ WORKDIR /tmp
 # gRPC and Prometheus /metrics.
 EXPOSE 50051 9464
 ENTRYPOINT ["retrieval-serve"]
-CMD ["--models-dir", "/models", "--model-name", "retrieval", "--metrics-port", "9464"]
+CMD ["--models-dir", "/models", "--model-name", "retrieval", "--metrics-port", "9464", "--workers", "2"]

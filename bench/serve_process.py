@@ -1,5 +1,8 @@
 """The benchmark's server process: `build_server` as `retrieval-serve` runs it, plus a batch-size recorder.
 
+Every server flag is `retrieval-serve`'s own (service/cli's parser and config builder); this script adds only
+`--stats-file` and `--ready-timeout-s`, and serves on 127.0.0.1 with a free port.
+
 Prints `PORT <n>` once the model serves. On SIGUSR1 it writes the batch sizes and stage times recorded since
 the previous SIGUSR1 to `--stats-file` (atomically, numbered by a `dump` counter) and starts recording afresh;
 the load generator signals at the start and the end of its measurement window, so each window's batch sizes
@@ -21,9 +24,9 @@ import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from service.batcher import BatcherConfig
+from service import cli
 from service.observer import NullObserver
-from service.server import ServerConfig, build_server
+from service.server import build_server
 
 
 class BatchRecorder(NullObserver):
@@ -65,18 +68,12 @@ class BatchRecorder(NullObserver):
         return data
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, server_args: list[str]) -> None:
     recorder = BatchRecorder()
-    config = ServerConfig(
-        models_dir=args.models_dir,
-        model_name=args.model_name,
-        host="127.0.0.1",
-        port=0,
-        batcher=BatcherConfig(args.max_batch_size, args.max_delay_us, args.queue_size, args.max_concurrent_batches),
-        reload_interval_s=3600.0,
-        grace_period_s=1.0,
-        gpu_device=args.gpu_device,
+    serve_flags = cli.parse_args(
+        ["--host", "127.0.0.1", "--port", "0", "--reload-interval-s", "3600", "--grace-period-s", "1", *server_args]
     )
+    config = cli.config_from_args(serve_flags)
     _, port, handles = await build_server(config, observer=recorder)
     engine = await handles.wait_ready(args.ready_timeout_s)
     recorder.take()  # forget the warm-up batches
@@ -101,19 +98,14 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models-dir", type=Path, required=True)
-    parser.add_argument("--model-name", required=True)
+    parser = argparse.ArgumentParser(description=__doc__, epilog="Other flags: those of retrieval-serve.")
     parser.add_argument("--stats-file", type=Path, required=True)
-    parser.add_argument("--max-batch-size", type=int, default=BatcherConfig().max_batch_size)
-    parser.add_argument("--max-delay-us", type=int, default=BatcherConfig().max_delay_us)
-    parser.add_argument("--queue-size", type=int, default=BatcherConfig().queue_size)
-    parser.add_argument("--max-concurrent-batches", type=int, default=BatcherConfig().max_concurrent_batches)
-    parser.add_argument("--gpu-device", type=int, default=0)
     parser.add_argument("--ready-timeout-s", type=float, default=600.0)
-    args = parser.parse_args(argv)
+    args, server_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_serve(args))
+    for key, value in cli.SERVING_ENV.items():
+        os.environ.setdefault(key, value)
+    asyncio.run(_serve(args, server_args))
     return 0
 
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
-from service.config import ServerConfig, TlsConfig
+from service.config import ServerConfig, ServiceLimits, TlsConfig
 from service.cpu import tensorflow_thread_env
-from service.validation import ServiceLimits
 
 # The metrics port the Kubernetes manifests and the image use (the flag itself has no default: no endpoint).
 IMAGE_METRICS_PORT = 9464

@@ -1,7 +1,8 @@
 """The server's configuration: frozen dataclasses built once at the edge (CLI flags) and passed in.
 
-Kept apart from `service.server` so that the command line and the worker supervisor build a configuration
-without importing TensorFlow.
+Kept apart from `service.server` and `service.validation` so that the command line and the worker supervisor
+build a configuration without importing TensorFlow or FAISS (the command line sets OpenMP's environment before
+FAISS loads).
 """
 
 from __future__ import annotations
@@ -11,7 +12,30 @@ from pathlib import Path
 
 from service.auth import BearerToken
 from service.batcher import BatcherConfig
-from service.validation import ServiceLimits
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Bounds on what one request may ask for.
+
+    Attributes:
+        max_k: largest num_candidates.
+        max_exclusions: largest number of excluded ids (exclude_item_ids plus history when exclude_history).
+        max_history: largest number of history_item_ids.
+        max_batch_requests: largest number of requests in one RetrieveCandidatesBatch call.
+        max_string_length: longest user id, item id, feature string or request id, in characters.
+    """
+
+    max_k: int = 1000
+    max_exclusions: int = 1000
+    max_history: int = 1000
+    max_batch_requests: int = 256
+    max_string_length: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("max_k", "max_exclusions", "max_history", "max_batch_requests", "max_string_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServiceLimits.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,12 @@ def tensorflow_thread_env(concurrent_batches: int) -> dict[str, str]:
     return dict.fromkeys(_TF_THREADS_ENV, threads)
 
 
-def share_cpu_threads(batches: int) -> None:
+def share_cpu_threads(batches: int, queries: int | None = None) -> None:
     """In a compute thread, before its batch: FAISS (OpenMP) uses the process's share of one of `batches`
-    batches running at once, so a lone batch uses every core and concurrent ones do not oversubscribe them."""
+    batches running at once, so a lone batch uses every core and concurrent ones do not oversubscribe them; and
+    no more threads than the batch has `queries` (FAISS splits a search by query: a thread more only wakes up to
+    wait)."""
     import faiss  # here, not at the top: the command line and the supervisor use this module without FAISS
 
-    faiss.omp_set_num_threads(max(1, process_cpus() // max(1, batches)))
+    threads = max(1, process_cpus() // max(1, batches))
+    faiss.omp_set_num_threads(threads if queries is None else max(1, min(threads, queries)))

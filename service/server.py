@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -137,6 +138,11 @@ async def build_server(
     Returns:
         (server, bound port, handles); stop with `await handles.shutdown()`.
     """
+    # TensorFlow and FAISS are imported by now: hundreds of thousands of long-lived objects that every full
+    # garbage collection would walk again (100-250 ms pauses under load, seen as p99 latency). Freeze them into
+    # the permanent generation; model versions loaded later stay collectable when they are replaced.
+    gc.collect()
+    gc.freeze()
     if metrics is None and config.metrics_port is not None:
         metrics = RetrievalMetrics(queue_capacity=config.batcher.queue_size)
     if metrics is None:
@@ -159,7 +165,7 @@ async def build_server(
     running: list[MicroBatcher[tuple[Engine, Query], bytes]] = []
 
     def process(work: Sequence[tuple[Engine, Query]]) -> list[bytes]:
-        share_cpu_threads(running[0].active_batches)
+        share_cpu_threads(running[0].active_batches, len(work))
         return respond_grouped(work)
 
     batcher: MicroBatcher[tuple[Engine, Query], bytes] = MicroBatcher(process, compute, config.batcher, observer)

@@ -9,37 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
 # The tower inputs that the request's `user_id` and `history_item_ids` fields feed; not accepted in `user_features`.
 from model.bundle.contract import HISTORY_FEATURE, USER_ID_FEATURE, CategoricalFeature, Feature, TowerSpec
+from service.config import ServiceLimits
 from service.errors import InvalidRequest
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.query import FeatureInput, Query
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """Bounds on what one request may ask for.
-
-    Attributes:
-        max_k: largest num_candidates.
-        max_exclusions: largest number of excluded ids (exclude_item_ids plus history when exclude_history).
-        max_history: largest number of history_item_ids.
-        max_batch_requests: largest number of requests in one RetrieveCandidatesBatch call.
-        max_string_length: longest user id, item id, feature string or request id, in characters.
-    """
-
-    max_k: int = 1000
-    max_exclusions: int = 1000
-    max_history: int = 1000
-    max_batch_requests: int = 256
-    max_string_length: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("max_k", "max_exclusions", "max_history", "max_batch_requests", "max_string_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ServiceLimits.{name} must be >= 1, got {getattr(self, name)}")
 
 
 def value_field(feature: Feature) -> str:

@@ -239,3 +239,15 @@ def test_request_validation_and_the_contract_load_no_tensorflow() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_serving_command_line_and_supervisor_load_neither_faiss_nor_tensorflow() -> None:
+    """`retrieval-serve` sets OpenMP's and TensorFlow's thread environment before either library loads (they read
+    it once, when they load), and its supervisor stays small: importing them loads neither."""
+    code = (
+        "import sys, service.cli, service.workers\n"
+        "loaded = sorted(m for m in ('faiss', 'keras', 'tensorflow', 'numpy') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

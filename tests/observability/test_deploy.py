@@ -107,7 +107,9 @@ def test_deployment_probes_gpu_limits_and_security() -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"cpu", "memory"} <= set(container["resources"]["requests"]) <= set(container["resources"]["limits"])
     assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
-    assert "--metrics-port=9464" in container["args"]
+    assert "--metrics-port=9464" in container["args"] and "--workers=$(WORKERS)" in container["args"]
+    assert int(docs["ConfigMap/retrieval-config"]["data"]["WORKERS"]) >= 1
+    assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}  # the supervisor's run directory
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/models"]["readOnly"] is True
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
