@@ -38,7 +38,7 @@ from bench.report import BENCH_ENV, OUT, command_line, header_markdown, machine,
 for _key, _value in BENCH_ENV.items():  # before FAISS / TensorFlow load OpenMP (imported below)
     os.environ.setdefault(_key, _value)
 
-from bench import bundles, ceiling  # noqa: E402
+from bench import bundles, ceiling, loadgen  # noqa: E402
 from bench.processes import ROOT, ServeCommand  # noqa: E402
 
 K = 100
@@ -84,18 +84,10 @@ def _features(request: Any) -> dict[str, Any]:
 
 def load(target: str, pid: int, requests_file: Path, args: argparse.Namespace, **phase: Any) -> dict[str, Any]:
     """One load-generator process for one phase."""
-    command = [
-        sys.executable, "-m", "bench.loadgen", "--target", target, "--requests-file", str(requests_file),
-        "--mode", "closed", "--duration-s", str(args.duration_s), "--warmup-s", str(args.warmup_s),
-        "--k", str(K), "--server-pid", str(pid), "--channels", str(args.channels),
-    ]  # fmt: skip
-    for key, value in phase.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
-    env = {**os.environ, **BENCH_ENV, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
-    result = dict(json.loads(done.stdout))
+    result = loadgen.run_process(
+        target, requests_file, mode="closed", duration_s=args.duration_s, warmup_s=args.warmup_s, k=K,
+        server_pid=pid, channels=args.channels, **phase,
+    )  # fmt: skip
     print(
         f"    {phase} qps={result['qps']:.0f} queries/s={result['queries_per_s']:.0f} p50={result['p50_ms']:.2f}ms "
         f"p99={result['p99_ms']:.2f}ms server_cpu={result.get('server_cpu_ms_per_call', 0):.3f}ms/call "

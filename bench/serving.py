@@ -36,7 +36,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench import bundles, ceiling  # noqa: E402
+from bench import bundles, ceiling, loadgen  # noqa: E402
 from service.batcher import BatcherConfig  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -113,31 +113,10 @@ def run_load(
     server: ServerProcess, requests_file: Path, args: argparse.Namespace, stats: bool = True, **phase: Any
 ) -> dict[str, Any]:
     """One load-generator process for one phase; returns its result with the server's batch sizes (`stats`)."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.loadgen",
-        "--target",
-        f"127.0.0.1:{server.port}",
-        "--requests-file",
-        str(requests_file),
-        "--duration-s",
-        str(args.duration_s),
-        "--warmup-s",
-        str(args.warmup_s),
-        "--k",
-        str(args.k),
-        "--server-pid",
-        str(server.process.pid),
-        "--stats-signal",
-    ]
-    for key, value in phase.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
-    env = {**os.environ, **BENCH_ENV, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
-    result = dict(json.loads(done.stdout))
+    result = loadgen.run_process(
+        f"127.0.0.1:{server.port}", requests_file, duration_s=args.duration_s, warmup_s=args.warmup_s, k=args.k,
+        server_pid=server.process.pid, stats_signal=True, **phase,
+    )  # fmt: skip
     window = server.window_stats() if stats else {"batch_sizes": {}, "events": {}}
     result["batch_sizes"] = {int(k): v for k, v in window["batch_sizes"].items()}
     result["server_events"] = window["events"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.ceiling import MAX_MEASURED_SIZES, measured_sizes
-from bench.loadgen import Window
+from bench.load import Call, between
 from bench.report import latency_summary, markdown_table
 from bench.run_all import SUMMARY_KEYS
 
@@ -19,12 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_window_counts_only_calls_started_inside_it() -> None:
-    window = Window(start=10.0, end=20.0)
-    window.record(9.9, 0.5, "OK")
-    window.record(10.0, 0.25, "OK")
-    window.record(19.0, 2.0, "UNAVAILABLE")
-    window.record(20.0, 0.1, "OK")
-    assert window.latencies == [0.25]
+    calls = [Call(9.9, 0.5, "OK"), Call(10.0, 0.25, "OK"), Call(19.0, 2.0, "UNAVAILABLE"), Call(20.0, 0.1, "OK")]
+    window = between(calls, 10.0, 20.0)
+    assert [c.latency for c in window.ok] == [0.25]
     assert dict(window.codes) == {"OK": 1, "UNAVAILABLE": 1}
 
 

@@ -87,6 +87,13 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "Calls with each credential combination; then the server's whole output searched for every token and "
         "every line of every private key.",
     ),
+    "workers": (
+        "10. Worker processes",
+        "`retrieval-serve --workers 2` (one port, SO_REUSEPORT) with load spread over 8 connections: calls counted "
+        "against the one aggregated `/metrics`; a broken version (truncated index) and then a good one moved in, "
+        "with every worker expected to refuse and then load them on its own; one worker killed with SIGKILL under "
+        "16 closed-loop callers (health probed every 50 ms); SIGTERM to the supervisor under the same load.",
+    ),
 }
 
 # What the suite found in the service, and what it did about it (kept with the document's generator).

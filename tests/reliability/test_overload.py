@@ -20,7 +20,7 @@ from model.bundle.index import IndexSpec
 from model.towers import build_tower
 from tests.observability.helpers import scrape
 from tests.reliability.helpers import SOAK, Results, ServeProcess, load_requests
-from tests.reliability.load import HealthProber, LoadRunner, between
+from bench.load import HealthProber, LoadRunner, between
 from tests.service.helpers import MODEL, SPEC
 
 SCENARIO = "overload"

@@ -25,7 +25,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.reliability.helpers import Results, ServeProcess, load_requests
-from tests.reliability.load import LoadRunner, between
+from bench.load import LoadRunner, between
 
 SCENARIO = "shutdown"
 GRACE_S = 5.0

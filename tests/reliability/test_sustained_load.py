@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.helpers import SOAK, Oracle, Results, ServeProcess, load_requests
-from tests.reliability.load import LoadRunner
+from bench.load import LoadRunner
 
 SCENARIO = "sustained_load"
 DURATION_S = 600.0 if SOAK else 30.0

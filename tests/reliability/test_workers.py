@@ -1,4 +1,4 @@
-"""Scenario 9: `retrieval-serve --workers 2`, worker processes behind one port.
+"""Scenario 10: `retrieval-serve --workers 2`, worker processes behind one port.
 
 Each worker hot-reloads on its own and refuses a broken bundle on its own; one /metrics endpoint sums every
 worker's counters; health is SERVING only while every worker is warm; a worker killed with SIGKILL is
@@ -22,7 +22,7 @@ from service.client import build_request
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from tests.observability.helpers import scrape, value
 from tests.reliability.helpers import Oracle, Results, ServeProcess, load_requests, wait_for
-from tests.reliability.load import LoadRunner, between
+from bench.load import LoadRunner, between
 from tests.reliability.test_broken_bundles import truncated_index
 from tests.service.helpers import MODEL, export_test_bundle
 

@@ -1,9 +1,13 @@
-"""Traffic for the reliability tests: a grpc.aio load generator in a background thread, and a health prober.
+"""The one load generator of the benchmarks and the reliability tests: grpc.aio calls from a background thread.
 
 `LoadRunner` runs closed loop (`concurrency` callers, each sending its next request when the previous one
 answered) or open loop (`rate_per_s` arrivals whatever the server does, at most `max_outstanding` in flight).
 Every call is recorded with its start time, latency, status code, the model version that answered and, when
-a `check` is given, what was wrong with the answer.
+a `check` is given, what was wrong with the answer. `raw=True` sends pre-serialised requests and keeps the
+responses as bytes (the benchmarks' way: the client's CPU goes to the calls), and `from_intended=True` times
+open-loop calls from their scheduled send time, so that a stalled server (or client) shows up in the latency
+instead of silently lowering the offered load (coordinated omission). bench/loadgen.py is its command line.
+`HealthProber` checks grpc.health.v1 on an interval.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 
 Check = Callable[[int, pb.RetrieveCandidatesResponse], str | None]
+SERVICE = "/" + pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name
+METHOD, BATCH_METHOD = f"{SERVICE}/RetrieveCandidates", f"{SERVICE}/RetrieveCandidatesBatch"
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ class LoadRunner:
         metadata: sent with every call (e.g. a bearer token).
         channels: connections the calls are spread over, round robin (a server with several worker processes
             on one port gets one per connection).
+        method: the full method name to call (RetrieveCandidates by default; e.g. RetrieveCandidatesBatch).
+        raw: `requests` are serialised bytes and responses stay bytes (no version, no check).
+        from_intended: open loop: a call's start and latency count from its scheduled send time.
     """
 
     def __init__(
@@ -115,9 +124,15 @@ class LoadRunner:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: tuple[tuple[str, str], ...] = (),
         channels: int = 1,
+        method: str = METHOD,
+        raw: bool = False,
+        from_intended: bool = False,
     ) -> None:
         self.target = target
         self._channels = channels
+        self._method = method
+        self._raw = raw
+        self._from_intended = from_intended
         self._requests = list(requests)
         self._concurrency = concurrency
         self._rate = rate_per_s
@@ -170,7 +185,8 @@ class LoadRunner:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        options = [("grpc.use_local_subchannel_pool", 1)]  # each channel a connection of its own
+        # Each channel a connection of its own; responses of any size.
+        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         if self._credentials is None:
             channels = [grpc.aio.insecure_channel(self.target, options=options) for _ in range(self._channels)]
         else:
@@ -179,7 +195,7 @@ class LoadRunner:
             ]
         try:
             await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 30) for c in channels))
-            methods = [pb_grpc.RetrievalServiceStub(c).RetrieveCandidates for c in channels]
+            methods = [self._callable(c) for c in channels]
             self.started_at = time.monotonic()
             self._ready.set()
             if self._rate is None:
@@ -189,6 +205,13 @@ class LoadRunner:
             self.stopped_at = time.monotonic()
         finally:
             await asyncio.gather(*(c.close() for c in channels))
+
+    def _callable(self, channel: grpc.aio.Channel) -> Any:
+        if self._raw:  # no (de)serialisers: bytes in, bytes out
+            return channel.unary_unary(self._method)
+        if self._method == BATCH_METHOD:
+            return pb_grpc.RetrievalServiceStub(channel).RetrieveCandidatesBatch
+        return pb_grpc.RetrievalServiceStub(channel).RetrieveCandidates
 
     async def _closed(self, methods: list[Any], offset: int) -> None:
         assert self._stopping is not None
@@ -202,25 +225,29 @@ class LoadRunner:
         pending: set[asyncio.Task[None]] = set()
         sent, start = 0, time.monotonic()
         while not self._stopping.is_set():
-            due = int((time.monotonic() - start) * self._rate) - sent
+            due = int((time.monotonic() - start) * self._rate) + 1 - sent
             for _ in range(max(due, 0)):
                 if len(pending) >= self._max_outstanding:
                     self.skipped += 1
                 else:
-                    task = asyncio.get_running_loop().create_task(self._one(methods[sent % len(methods)], sent))
+                    intended = start + sent / self._rate if self._from_intended else None
+                    task = asyncio.get_running_loop().create_task(
+                        self._one(methods[sent % len(methods)], sent, intended)
+                    )
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                 sent += 1
-            await asyncio.sleep(0.001)
+            # Until the next arrival's send time (arrival n is due at start + n / rate), checking for stop often.
+            await asyncio.sleep(min(max(0.0, start + sent / self._rate - time.monotonic()), 0.001))
         if self._cancel:
             self._cancelling = True
             for task in pending:
                 task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, method: Any, n: int) -> None:
+    async def _one(self, method: Any, n: int, intended: float | None = None) -> None:
         index = n % len(self._requests)
-        start = time.monotonic()
+        start = time.monotonic() if intended is None else intended
         version, problem = "", None
         try:
             response = await method(self._requests[index], timeout=self._timeout_s, metadata=self._metadata)
@@ -234,8 +261,10 @@ class LoadRunner:
             self.calls.append(Call(start, time.monotonic() - start, "CLIENT_CANCELLED"))
             raise
         else:
-            code, version = "OK", response.model_version
-            problem = self._check(index, response) if self._check is not None else None
+            code = "OK"
+            if not self._raw and hasattr(response, "model_version"):
+                version = response.model_version
+                problem = self._check(index, response) if self._check is not None else None
         self.calls.append(Call(start, time.monotonic() - start, code, version, problem))
 
 
