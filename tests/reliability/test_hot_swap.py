@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.load import LoadRunner
 from service.engine import Engine
 from service.model_manager import load_engine
 from service.observer import NullObserver
 from tests.reliability.helpers import SOAK, Results, load_requests, rss_bytes, wait_for
-from bench.load import LoadRunner
 from tests.service.helpers import ServerThread, export_test_bundle, server_config
 
 SCENARIO = "hot_swap"

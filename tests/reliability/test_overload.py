@@ -15,12 +15,12 @@ import keras
 import numpy as np
 import pytest
 
+from bench.load import HealthProber, LoadRunner, between
 from model.bundle.export import export_bundle
 from model.bundle.index import IndexSpec
 from model.towers import build_tower
 from tests.observability.helpers import scrape
 from tests.reliability.helpers import SOAK, Results, ServeProcess, load_requests
-from bench.load import HealthProber, LoadRunner, between
 from tests.service.helpers import MODEL, SPEC
 
 SCENARIO = "overload"

@@ -24,8 +24,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.reliability.helpers import Results, ServeProcess, load_requests
 from bench.load import LoadRunner, between
+from tests.reliability.helpers import Results, ServeProcess, load_requests
 
 SCENARIO = "shutdown"
 GRACE_S = 5.0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.helpers import SOAK, Oracle, Results, ServeProcess, load_requests
 from bench.load import LoadRunner
+from tests.reliability.helpers import SOAK, Oracle, Results, ServeProcess, load_requests
 
 SCENARIO = "sustained_load"
 DURATION_S = 600.0 if SOAK else 30.0

@@ -18,11 +18,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.load import LoadRunner, between
 from service.client import build_request
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from tests.observability.helpers import scrape, value
 from tests.reliability.helpers import Oracle, Results, ServeProcess, load_requests, wait_for
-from bench.load import LoadRunner, between
 from tests.reliability.test_broken_bundles import truncated_index
 from tests.service.helpers import MODEL, export_test_bundle
 
