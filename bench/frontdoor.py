@@ -182,11 +182,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     demo_rows = demo_bundle(models_dir, args.demo_epochs)
     demo_requests = args.work_dir / "demo-requests.json"
     demo_requests.write_text(json.dumps(demo_rows))
-    world = bundles.train_world(args.world, args.work_dir / "train")
-    ivf = bundles.build_bundles(world, models_dir, args.catalog, "ivf")["ivf"]
     ivf_requests = args.work_dir / "ivf-requests.json"
-    ivf_requests.write_text(json.dumps(world.request_rows))
-    del world
+    meta = models_dir / f"catalog-{bundles.catalog_tag(args.catalog)}.json"
+    if ivf_requests.exists() and meta.exists():  # cached by an earlier run: no need to train the world again
+        ivf = json.loads(meta.read_text())["ivf"]
+    else:
+        world = bundles.train_world(args.world, args.work_dir / "train")
+        ivf = bundles.build_bundles(world, models_dir, args.catalog, "ivf")["ivf"]
+        ivf_requests.write_text(json.dumps(world.request_rows))
+        del world
 
     floors = [floor(demo_requests, args, "first")]
     services = []
