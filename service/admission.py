@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.errors import NotReady
+from service.errors import ShuttingDown
 
 
 class AdmissionGate:
-    """Counts calls in progress; after `close()` refuses new ones with `NotReady` (UNAVAILABLE)."""
+    """Counts calls in progress; after `close()` refuses new ones with `ShuttingDown` (UNAVAILABLE)."""
 
     def __init__(self) -> None:
         self._active = 0
@@ -37,10 +37,10 @@ class AdmissionGate:
         """Holds one admitted call for the duration of the block.
 
         Raises:
-            NotReady: the gate is closed (the server is shutting down).
+            ShuttingDown: the gate is closed (the server is shutting down).
         """
         if self._closed:
-            raise NotReady("server is shutting down")
+            raise ShuttingDown("server is shutting down")
         self._active += 1
         try:
             yield

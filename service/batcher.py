@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from service.errors import DeadlineExpired, NotReady, Overloaded
+from service.errors import DeadlineExpired, Overloaded, ShuttingDown
 from service.observer import NullObserver, ServingObserver
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class MicroBatcher(Generic[T, R]):
             timeout_s: seconds from now after which the item is dropped unprocessed; None: no deadline.
 
         Raises:
-            Overloaded: the queue is full. NotReady: the batcher is stopping. DeadlineExpired: the deadline
+            Overloaded: the queue is full. ShuttingDown: the batcher is stopping. DeadlineExpired: the deadline
                 passed before the item was processed. Whatever `process` raised.
         """
         (job,) = self._enqueue([item], timeout_s)
@@ -163,7 +163,7 @@ class MicroBatcher(Generic[T, R]):
 
     def _enqueue(self, items: Sequence[T], timeout_s: float | None) -> list[_Job[T, R]]:
         if self._closed or self._task is None:
-            raise NotReady("the server is not accepting requests (batcher stopped)")
+            raise ShuttingDown("the server is not accepting requests (batcher stopped)")
         self.check_room(len(items))
         loop = asyncio.get_running_loop()
         now = time.monotonic()

@@ -2,18 +2,85 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 
 FeatureLike = str | int | float | Sequence[str] | Sequence[int] | Sequence[float]
+
+# gRPC's own retry policy (service config, gRFC A6) for the retrieval methods: UNAVAILABLE (no model loaded yet,
+# a replica shutting down or unreachable) is retried with exponential backoff, and the server's pushback
+# (`grpc-retry-pushback-ms`, sent with the same delay as its RetryInfo) sets the wait; nothing else is retried.
+RETRY_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """The machine-readable part of a failed call (google.rpc.Status details, AIP-193).
+
+    Attributes:
+        code: the status code name, e.g. "INVALID_ARGUMENT".
+        message: the human-readable message.
+        reason: ErrorInfo.reason, e.g. "QUEUE_FULL", "NO_MODEL_LOADED"; "" when the server sent none.
+        field_violations: (field path, description) of each BadRequest.FieldViolation.
+        retry_delay_s: RetryInfo.retry_delay in seconds, or None.
+    """
+
+    code: str
+    message: str
+    reason: str = ""
+    field_violations: tuple[tuple[str, str], ...] = ()
+    retry_delay_s: float | None = None
+
+
+def error_details(error: grpc.RpcError) -> ErrorDetails:
+    """Decodes the details of a failed call (grpcio-status); a status without details gives just code and message."""
+    code = error.code()
+    details = ErrorDetails(code=code.name, message=error.details() or "")
+    status = rpc_status.from_call(error)
+    if status is None:
+        return details
+    reason, violations, delay = "", [], None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations += [(v.field, v.description) for v in bad.field_violations]
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            delay = retry.retry_delay.ToNanoseconds() / 1e9
+    return ErrorDetails(details.code, details.message, reason, tuple(violations), delay)
 
 
 def feature_value(value: FeatureLike) -> pb.FeatureValue:
@@ -77,6 +144,7 @@ class RetrievalClient:
         token: bearer token sent as `authorization` metadata.
         timeout_s: default deadline of each call.
         server_name: override of the TLS host name to verify (e.g. "localhost" when dialling an IP).
+        retries: retry UNAVAILABLE with gRPC's own retry policy (`RETRY_SERVICE_CONFIG`); False: never retry.
     """
 
     def __init__(
@@ -89,12 +157,17 @@ class RetrievalClient:
         token: str | None = None,
         timeout_s: float = 10.0,
         server_name: str | None = None,
+        retries: bool = True,
     ) -> None:
+        options: list[tuple[str, Any]] = [("grpc.enable_retries", int(retries))]
+        if retries:
+            options.append(("grpc.service_config", RETRY_SERVICE_CONFIG))
         if root_certificates is None and client_certificate is None:
-            self.channel = grpc.insecure_channel(target)
+            self.channel = grpc.insecure_channel(target, options=options)
         else:
             credentials = grpc.ssl_channel_credentials(root_certificates, client_key, client_certificate)
-            options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
             self.channel = grpc.secure_channel(target, credentials, options=options)
         self.stub = pb_grpc.RetrievalServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)

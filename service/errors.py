@@ -1,14 +1,39 @@
-"""Domain errors of the retrieval service and their one mapping to gRPC status codes."""
+"""Domain errors of the retrieval service and their one mapping to a gRPC status with machine-readable details.
+
+Each error maps to a status code and to details in the `google.rpc.Status` of AIP-193 (sent as the
+`grpc-status-details-bin` trailer; grpcio-status decodes it on the client):
+- `ErrorInfo` with a stable `reason` (below) in the domain `retrieval.v1`, for programs to act on;
+- `BadRequest.FieldViolation` naming the field (the same path the message starts with) for INVALID_ARGUMENT;
+- `RetryInfo` for RESOURCE_EXHAUSTED and UNAVAILABLE, plus gRPC's own `grpc-retry-pushback-ms` trailer with the
+  same delay, which a client's service-config retry policy honours.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+ERROR_DOMAIN = "retrieval.v1"
+# The trailer gRPC clients read to wait before a retry (gRFC A6 "server pushback").
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 class ServiceError(Exception):
-    """Base of the errors that the service reports to callers as a gRPC status."""
+    """Base of the errors that the service reports to callers as a gRPC status.
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    Attributes:
+        code: the gRPC status code.
+        reason: the stable `ErrorInfo.reason` (UPPER_SNAKE_CASE) a program can switch on.
+        retry_after_s: a suggested wait before retrying (RetryInfo), or None when retrying would not help.
+    """
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+    retry_after_s: float | None = None
 
 
 class InvalidRequest(ServiceError):
@@ -20,6 +45,7 @@ class InvalidRequest(ServiceError):
     """
 
     code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_FIELD"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -35,18 +61,30 @@ class Overloaded(ServiceError):
     """The request queue is full; the caller should back off and retry."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "QUEUE_FULL"
+    retry_after_s = 0.05
 
 
 class NotReady(ServiceError):
-    """No model is loaded yet, or the server is shutting down."""
+    """No model is loaded yet (reason NO_MODEL_LOADED)."""
 
     code = grpc.StatusCode.UNAVAILABLE
+    reason = "NO_MODEL_LOADED"
+    retry_after_s = 1.0
+
+
+class ShuttingDown(NotReady):
+    """The server is shutting down: another replica (or this one's successor) will answer."""
+
+    reason = "SHUTTING_DOWN"
+    retry_after_s = 0.1
 
 
 class DeadlineExpired(ServiceError):
     """The request's deadline passed before it could be served."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXPIRED"
 
 
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -54,3 +92,23 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, ServiceError):
         return error.code, str(error) or type(error).__name__
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
+
+
+def rich_status(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]]:
+    """(code, message, trailing metadata) for an error: the metadata carries the `google.rpc.Status` details."""
+    code, message = status_for(error)
+    reason = error.reason if isinstance(error, ServiceError) else ServiceError.reason
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    if isinstance(error, InvalidRequest):
+        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    metadata: list[tuple[str, str | bytes]] = []
+    retry_after = error.retry_after_s if isinstance(error, ServiceError) else None
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after * 1e9))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        metadata.append((PUSHBACK_KEY, str(int(retry_after * 1000))))
+    metadata.append((STATUS_DETAILS_KEY, status.SerializeToString()))
+    return code, message, tuple(metadata)

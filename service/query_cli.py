@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from service.client import FeatureLike, RetrievalClient, format_response
+from service.client import FeatureLike, RetrievalClient, error_details, format_response
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 
 
@@ -90,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 display=args.display or ["*"],
             )
     except grpc.RpcError as error:
-        print(f"retrieval-query: {error.code().name}: {error.details()}", file=sys.stderr)
+        details = error_details(error)
+        reason = f" [{details.reason}]" if details.reason else ""
+        print(f"retrieval-query: {details.code}{reason}: {details.message}", file=sys.stderr)
         return 1
     except ValueError as error:
         print(f"retrieval-query: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ import grpc
 from service.admission import AdmissionGate
 from service.batcher import MicroBatcher
 from service.engine import Engine
-from service.errors import InvalidRequest, NotReady, ServiceError, status_for
+from service.errors import InvalidRequest, NotReady, ServiceError, rich_status
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from service.query import Query
@@ -36,7 +36,7 @@ def _mapped_errors(
     method: Callable[[RetrievalServicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]],
 ) -> Callable[[RetrievalServicer, Req, grpc.aio.ServicerContext], Awaitable[Resp]]:
     """Admits the call through the servicer's gate; turns domain errors (and unexpected ones) into a gRPC status
-    via `status_for`."""
+    with machine-readable details via `rich_status`."""
 
     @functools.wraps(method)
     async def wrapper(self: RetrievalServicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
@@ -44,11 +44,11 @@ def _mapped_errors(
             with self._gate.admit():
                 return await method(self, request, context)
         except ServiceError as error:
-            code, details = status_for(error)
+            code, details, trailers = rich_status(error)
         except Exception as error:
             logger.exception("unexpected error in %s", method.__name__)
-            code, details = status_for(error)
-        await context.abort(code, details)
+            code, details, trailers = rich_status(error)
+        await context.abort(code, details, trailers)
         raise AssertionError("context.abort returned")  # pragma: no cover
 
     return wrapper
