@@ -109,6 +109,19 @@ def feature_value(value: FeatureLike) -> pb.FeatureValue:
     raise TypeError(f"unsupported feature value {value!r}")
 
 
+def _as_kind(value: FeatureLike, kind: int | None) -> FeatureLike:
+    """An int (or list of ints) for a FLOAT (FLOAT_LIST) feature becomes a float (list of floats)."""
+    if isinstance(value, bool) or kind not in (pb.FEATURE_KIND_FLOAT, pb.FEATURE_KIND_FLOAT_LIST):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str | float):
+        return value
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    return value
+
+
 def build_request(
     user_id: str,
     k: int,
@@ -173,12 +186,24 @@ class RetrievalClient:
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout_s = timeout_s
+        self._kinds: dict[str, int] | None = None
 
     def retrieve(
         self, user_id: str, k: int, *, timeout_s: float | None = None, **kwargs: Any
     ) -> pb.RetrieveCandidatesResponse:
-        """Top-k candidates for one user; keyword arguments as in `build_request`."""
+        """Top-k candidates for one user; keyword arguments as in `build_request`. Feature values are converted to
+        the kinds the server reports (e.g. an int for a numeric feature is sent as a float)."""
+        if kwargs.get("features"):
+            kwargs["features"] = self.typed_features(kwargs["features"], timeout_s=timeout_s)
         return self.call(self.stub.RetrieveCandidates, build_request(user_id, k, **kwargs), timeout_s)
+
+    def typed_features(
+        self, features: Mapping[str, FeatureLike], *, timeout_s: float | None = None
+    ) -> dict[str, FeatureLike]:
+        """`features` with numbers converted to the kind GetServiceInfo reports for each (asked once, then kept)."""
+        if self._kinds is None:
+            self._kinds = {f.name: f.kind for f in self.service_info(timeout_s=timeout_s).features}
+        return {name: _as_kind(value, self._kinds.get(name)) for name, value in features.items()}
 
     def retrieve_batch(
         self, requests: Sequence[pb.RetrieveCandidatesRequest], *, timeout_s: float | None = None

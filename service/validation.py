@@ -135,6 +135,8 @@ def _convert_features(
 def _convert_value(feature: Feature, value: pb.FeatureValue, limits: ServiceLimits) -> FeatureInput:
     field = f'user_features["{feature.name}"]'
     expected, got = value_field(feature), value.WhichOneof("value")
+    if expected == "float_value" and got == "int64_value":
+        return float(value.int64_value)  # a number is a number: `age: 30` needs no float_value
     if got != expected:
         raise InvalidRequest(field, f"expected {expected}, got {got or 'no value'}")
     if expected == "float_value":

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from service.client import RetrievalClient, error_details
+from service.client import RetrievalClient, build_request, error_details
 from service.errors import InvalidRequest, Overloaded, ShuttingDown, rich_status
 from tests.observability.helpers import scrape, value
 from tests.service.helpers import MODEL, ServerThread, server_config
@@ -63,3 +63,13 @@ def test_each_error_kind_carries_its_stable_reason_and_retry_delay() -> None:
         assert got_code == code and metadata.get("grpc-retry-pushback-ms") == pushback
         assert reason.encode() in metadata["grpc-status-details-bin"]  # type: ignore[operator]
     assert rich_status(RuntimeError("secret"))[1] == "internal error: RuntimeError"  # no internals leak
+
+
+def test_an_integer_for_a_numeric_feature_is_accepted_by_server_and_client(server: ServerThread) -> None:
+    """The client trap of issue 16: `features={"age": 30}` used to send an int64 and get INVALID_ARGUMENT."""
+    with RetrievalClient(server.target) as client:
+        as_int = client.retrieve("u1", 5, features={"age": 30})
+        as_float = client.retrieve("u1", 5, features={"age": 30.0})
+        raw_int = client.call(client.stub.RetrieveCandidates, build_request("u1", 5, features={"age": 30}))
+    assert [c.item_id for c in as_int.candidates] == [c.item_id for c in as_float.candidates]
+    assert [c.item_id for c in raw_int.candidates] == [c.item_id for c in as_float.candidates]  # server-side too

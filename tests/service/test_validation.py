@@ -73,8 +73,9 @@ def test_unknown_ids_are_not_errors() -> None:
             'user_features["age"]: expected float_value, got string_value',
         ),
         (
-            {"user_features": {"age": pb.FeatureValue(int64_value=30)}},
-            'user_features["age"]: expected float_value, got int64_value',
+            # An int64 for a numeric feature is accepted (issue 16); an integer list is not a number.
+            {"user_features": {"age": pb.FeatureValue(int64_list=pb.Int64List(values=[30]))}},
+            'user_features["age"]: expected float_value, got int64_list',
         ),
         ({"user_features": {"age": pb.FeatureValue()}}, 'user_features["age"]: expected float_value, got no value'),
         ({"user_features": {"age": pb.FeatureValue(float_value=math.inf)}}, 'user_features["age"]: must be finite'),
