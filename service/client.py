@@ -205,6 +205,26 @@ class RetrievalClient:
             self._kinds = {f.name: f.kind for f in self.service_info(timeout_s=timeout_s).features}
         return {name: _as_kind(value, self._kinds.get(name)) for name, value in features.items()}
 
+    def similar_items(
+        self,
+        item_ids: Sequence[str],
+        k: int,
+        *,
+        exclude: Sequence[str] = (),
+        display: Sequence[str] = (),
+        request_id: str = "",
+        timeout_s: float | None = None,
+    ) -> pb.RetrieveSimilarItemsResponse:
+        """The k items most similar to `item_ids` ("more like this"), which are never returned themselves."""
+        request = pb.RetrieveSimilarItemsRequest(
+            item_ids=list(item_ids),
+            num_candidates=k,
+            exclude_item_ids=list(exclude),
+            display_attributes=list(display),
+            request_id=request_id,
+        )
+        return self.call(self.stub.RetrieveSimilarItems, request, timeout_s)
+
     def retrieve_batch(
         self, requests: Sequence[pb.RetrieveCandidatesRequest], *, timeout_s: float | None = None
     ) -> list[pb.RetrieveCandidatesResponse]:
@@ -238,7 +258,7 @@ class RetrievalClient:
         self.close()
 
 
-def format_response(response: pb.RetrieveCandidatesResponse) -> list[str]:
+def format_response(response: pb.RetrieveCandidatesResponse | pb.RetrieveSimilarItemsResponse) -> list[str]:
     """Human-readable lines: the serving model, then rank, item id, score and display attributes (titles)."""
     lines = [f"model {response.model_name} version {response.model_version}" + (" (truncated)" * response.truncated)]
     for candidate in response.candidates:

@@ -47,6 +47,8 @@ class Engine:
         observer: receives stage timings.
         keep_alive: objects the index needs alive (e.g. FAISS GPU resources).
         display: display columns by name, each [N] aligned with `item_ids` (e.g. titles).
+        item_embeddings: [N, d] item embeddings (row i = FAISS id i; memory-mapped from the bundle), the query
+            vectors of similar-item queries; None: the engine answers no similar-item query.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Engine:
         observer: ServingObserver | None = None,
         keep_alive: Any = None,
         display: Mapping[str, np.ndarray] | None = None,
+        item_embeddings: np.ndarray | None = None,
     ) -> None:
         if index.ntotal != len(item_ids):
             raise ValueError(f"index holds {index.ntotal} vectors but there are {len(item_ids)} item ids")
@@ -79,6 +82,8 @@ class Engine:
         self._keep_alive = keep_alive
         self._display = {name: np.asarray(values, dtype=object) for name, values in (display or {}).items()}
         self._wire = CandidateEncoder(self._item_ids.tolist())
+        self._item_embeddings = item_embeddings
+        self._cosine = manifest.similarity == "cosine"
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, *, gpu_device: int = 0, observer: ServingObserver | None = None) -> Engine:
@@ -105,6 +110,7 @@ class Engine:
             observer=observer,
             keep_alive=resources,
             display=items.display,
+            item_embeddings=bundle.load_item_embeddings(mmap=True),
         )
 
     @property
@@ -114,6 +120,14 @@ class Engine:
     @property
     def item_count(self) -> int:
         return len(self._item_ids)
+
+    def row_of(self, item_id: str) -> int | None:
+        """The catalog row (FAISS id) of an external item id, or None when the catalog lacks it."""
+        return self._row_by_id.get(item_id)
+
+    @property
+    def answers_similar_items(self) -> bool:
+        return self._item_embeddings is not None
 
     @property
     def display_names(self) -> tuple[str, ...]:
@@ -133,7 +147,7 @@ class Engine:
         if not queries:
             return [], []
         start = time.perf_counter()
-        embeddings = np.ascontiguousarray(self._encoder(self._stack(queries)), dtype=np.float32)
+        embeddings = self._embed(queries)
         encoded = time.perf_counter()
         excluded = [self._rows(q.exclude) for q in queries]
         fetch = min(max(q.k + len(rows) for q, rows in zip(queries, excluded, strict=True)), self._max_fetch)
@@ -147,6 +161,24 @@ class Engine:
         self._observer.on_stage("index_search", searched - encoded)
         self._observer.on_stage("postprocess", done - searched)
         return results, responses
+
+    def _embed(self, queries: Sequence[Query]) -> np.ndarray:
+        """[B, d] query vectors: the query tower's for feature queries (one call for all of them), the mean item
+        embedding for similar-item queries (unit norm under cosine similarity)."""
+        towered = [i for i, q in enumerate(queries) if not q.items]
+        if len(towered) == len(queries):
+            return np.ascontiguousarray(self._encoder(self._stack(queries)), dtype=np.float32)
+        if self._item_embeddings is None:
+            raise RuntimeError("this engine holds no item embeddings for similar-item queries")
+        similar = [i for i, q in enumerate(queries) if q.items]
+        vectors = np.empty((len(queries), self.manifest.embedding_dim), dtype=np.float32)
+        means = np.stack([np.asarray(self._item_embeddings[list(queries[i].items)]).mean(axis=0) for i in similar])
+        if self._cosine:
+            means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        vectors[similar] = means
+        if towered:
+            vectors[towered] = self._encoder(self._stack([queries[i] for i in towered]))
+        return vectors
 
     def warm_up(self, batch_sizes: Sequence[int] = (1, 8)) -> None:
         """Runs dummy batches through the tower and the index so the first requests do not pay for tracing."""

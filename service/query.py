@@ -19,6 +19,8 @@ class Query:
         exclude: external item ids that must not be returned (unknown ids are ignored).
         display: the display attributes to return with each candidate (none by default).
         request_id: the caller's id, echoed in the response.
+        items: catalog rows whose mean item embedding is the query ("more like this"); empty: the query tower
+            embeds `features`.
     """
 
     features: Mapping[str, FeatureInput]
@@ -26,3 +28,4 @@ class Query:
     exclude: frozenset[str] = frozenset()
     display: tuple[str, ...] = ()
     request_id: str = ""
+    items: tuple[int, ...] = ()

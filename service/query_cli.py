@@ -20,7 +20,11 @@ from service.generated.retrieval.v1 import retrieval_pb2 as pb
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="retrieval-query", description=__doc__)
     parser.add_argument("--target", default="localhost:50051", help="server host:port")
-    parser.add_argument("--user", required=True, help="user id")
+    parser.add_argument("--user", default=None, help="user id (required unless --similar-to is given)")
+    parser.add_argument(
+        "--similar-to", action="append", default=[], metavar="ITEM",
+        help="items similar to this item id instead of a user's candidates (repeatable: their mean)",
+    )  # fmt: skip
     parser.add_argument("-k", type=int, default=10, help="number of candidates")
     parser.add_argument("--feature", action="append", default=[], metavar="NAME=VALUE", help="a user feature")
     parser.add_argument("--history", action="append", default=[], metavar="ITEM", help="a recent item id")
@@ -35,7 +39,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-cert", type=Path, default=None, help="client certificate (PEM) for mTLS")
     parser.add_argument("--client-key", type=Path, default=None, help="client key (PEM) for mTLS")
     parser.add_argument("--timeout-s", type=float, default=10.0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.user is None and not args.similar_to:
+        parser.error("--user or --similar-to is required")
+    return args
 
 
 def convert_features(raw: Sequence[str], kinds: Mapping[str, int]) -> dict[str, FeatureLike]:
@@ -79,16 +86,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         with _client(args) as client:
-            kinds = {f.name: f.kind for f in client.service_info().features} if args.feature else {}
-            response = client.retrieve(
-                args.user,
-                args.k,
-                features=convert_features(args.feature, kinds),
-                history=args.history,
-                exclude=args.exclude,
-                exclude_history=args.exclude_history,
-                display=args.display or ["*"],
-            )
+            response: pb.RetrieveCandidatesResponse | pb.RetrieveSimilarItemsResponse
+            if args.similar_to:
+                response = client.similar_items(
+                    args.similar_to, args.k, exclude=args.exclude, display=args.display or ["*"]
+                )
+            else:
+                kinds = {f.name: f.kind for f in client.service_info().features} if args.feature else {}
+                response = client.retrieve(
+                    args.user,
+                    args.k,
+                    features=convert_features(args.feature, kinds),
+                    history=args.history,
+                    exclude=args.exclude,
+                    exclude_history=args.exclude_history,
+                    display=args.display or ["*"],
+                )
     except grpc.RpcError as error:
         details = error_details(error)
         reason = f" [{details.reason}]" if details.reason else ""

@@ -17,6 +17,7 @@ from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from service.query import Query
 from service.responses import batch_response
+from service.similar import validate_similar_request
 from service.validation import ServiceLimits, feature_kind, history_length, request_features, validate_request
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _mapped_errors(
 
 
 class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
-    """Answers RetrieveCandidates, RetrieveCandidatesBatch and GetServiceInfo.
+    """Answers RetrieveCandidates, RetrieveCandidatesBatch, RetrieveSimilarItems and GetServiceInfo.
 
     Args:
         engines: gives the current engine (None before the first model loads → UNAVAILABLE).
@@ -113,6 +114,18 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         return batch_response(answers)
 
     @_mapped_errors
+    async def RetrieveSimilarItems(
+        self, request: pb.RetrieveSimilarItemsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        self._batcher.check_room()
+        engine = self._engine()
+        if not engine.answers_similar_items:
+            raise NotReady("the serving model version has no item embeddings loaded")
+        query = validate_similar_request(request, engine.row_of, self._limits, engine.display_names)
+        # RetrieveSimilarItemsResponse has RetrieveCandidatesResponse's fields and numbers: the same bytes.
+        return await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
+
+    @_mapped_errors
     async def GetServiceInfo(
         self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetServiceInfoResponse:
@@ -152,6 +165,9 @@ def add_retrieval_service(servicer: RetrievalServicer, server: grpc.aio.Server) 
         "RetrieveCandidatesBatch": grpc.unary_unary_rpc_method_handler(
             servicer.RetrieveCandidatesBatch, pb.RetrieveCandidatesBatchRequest.FromString, _serialized
         ),
+        "RetrieveSimilarItems": grpc.unary_unary_rpc_method_handler(
+            servicer.RetrieveSimilarItems, pb.RetrieveSimilarItemsRequest.FromString, _serialized
+        ),
         "GetServiceInfo": grpc.unary_unary_rpc_method_handler(
             servicer.GetServiceInfo,
             pb.GetServiceInfoRequest.FromString,
@@ -162,5 +178,5 @@ def add_retrieval_service(servicer: RetrievalServicer, server: grpc.aio.Server) 
     server.add_registered_method_handlers(service, handlers)
 
 
-def _serialized(response: bytes | pb.RetrieveCandidatesResponse) -> bytes:
+def _serialized(response: bytes | pb.RetrieveCandidatesResponse | pb.RetrieveSimilarItemsResponse) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()

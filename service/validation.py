@@ -68,12 +68,11 @@ def validate_request(
     Raises:
         InvalidRequest: naming the first offending field.
     """
-    _check_string("user_id", request.user_id, limits, allow_empty=False)
-    _check_string("request_id", request.request_id, limits, allow_empty=True)
-    if not 1 <= request.num_candidates <= limits.max_k:
-        raise InvalidRequest("num_candidates", f"must be in [1, {limits.max_k}], got {request.num_candidates}")
-    _check_ids("history_item_ids", request.history_item_ids, limits.max_history, limits)
-    _check_ids("exclude_item_ids", request.exclude_item_ids, limits.max_exclusions, limits)
+    check_string("user_id", request.user_id, limits, allow_empty=False)
+    check_string("request_id", request.request_id, limits, allow_empty=True)
+    check_k(request.num_candidates, limits)
+    check_ids("history_item_ids", request.history_item_ids, limits.max_history, limits)
+    check_ids("exclude_item_ids", request.exclude_item_ids, limits.max_exclusions, limits)
     exclude = set(request.exclude_item_ids)
     if request.exclude_history:
         exclude.update(request.history_item_ids)
@@ -84,7 +83,7 @@ def validate_request(
                 f"at most {limits.max_exclusions} exclusions counting the history (exclude_history), got {count}",
             )
     features = _convert_features(request, spec, limits)
-    display = _display_selection(request.display_attributes, display_names) if request.display_attributes else ()
+    display = display_selection(request.display_attributes, display_names) if request.display_attributes else ()
     return Query(
         features=features,
         k=request.num_candidates,
@@ -94,7 +93,7 @@ def validate_request(
     )
 
 
-def _display_selection(selected: Sequence[str], names: Collection[str]) -> tuple[str, ...]:
+def display_selection(selected: Sequence[str], names: Collection[str]) -> tuple[str, ...]:
     """The display attributes a request selected ("*": all), in the order asked, each once."""
     if ALL_DISPLAY in selected:
         return tuple(names)
@@ -144,14 +143,14 @@ def _convert_value(feature: Feature, value: pb.FeatureValue, limits: ServiceLimi
             raise InvalidRequest(field, f"must be finite, got {value.float_value}")
         return float(value.float_value)
     if expected == "string_value":
-        _check_string(field, value.string_value, limits, allow_empty=True)
+        check_string(field, value.string_value, limits, allow_empty=True)
         return value.string_value
     assert isinstance(feature, CategoricalFeature)
     values = list(value.string_list.values)
     if len(values) > feature.max_values:
         raise InvalidRequest(field, f"at most {feature.max_values} values, got {len(values)}")
     for i, item in enumerate(values):
-        _check_string(f"{field}.string_list.values[{i}]", item, limits, allow_empty=False)
+        check_string(f"{field}.string_list.values[{i}]", item, limits, allow_empty=False)
     return tuple(values) + ("",) * (feature.max_values - len(values))
 
 
@@ -166,14 +165,20 @@ def _default(feature: Feature) -> FeatureInput:
     return math.nan
 
 
-def _check_ids(field: str, ids: Sequence[str], max_count: int, limits: ServiceLimits) -> None:
+def check_k(k: int, limits: ServiceLimits) -> None:
+    """num_candidates must be in [1, max_k]."""
+    if not 1 <= k <= limits.max_k:
+        raise InvalidRequest("num_candidates", f"must be in [1, {limits.max_k}], got {k}")
+
+
+def check_ids(field: str, ids: Sequence[str], max_count: int, limits: ServiceLimits) -> None:
     if len(ids) > max_count:
         raise InvalidRequest(field, f"at most {max_count} ids, got {len(ids)}")
     for i, item_id in enumerate(ids):
-        _check_string(f"{field}[{i}]", item_id, limits, allow_empty=False)
+        check_string(f"{field}[{i}]", item_id, limits, allow_empty=False)
 
 
-def _check_string(field: str, value: str, limits: ServiceLimits, *, allow_empty: bool) -> None:
+def check_string(field: str, value: str, limits: ServiceLimits, *, allow_empty: bool) -> None:
     if not value and not allow_empty:
         raise InvalidRequest(field, "must not be empty")
     if len(value) > limits.max_string_length:

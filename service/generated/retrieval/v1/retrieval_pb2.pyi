@@ -130,6 +130,34 @@ class RetrieveCandidatesBatchResponse(_message.Message):
     responses: _containers.RepeatedCompositeFieldContainer[RetrieveCandidatesResponse]
     def __init__(self, responses: _Optional[_Iterable[_Union[RetrieveCandidatesResponse, _Mapping]]] = ...) -> None: ...
 
+class RetrieveSimilarItemsRequest(_message.Message):
+    __slots__ = ("item_ids", "num_candidates", "exclude_item_ids", "request_id", "display_attributes")
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    num_candidates: int
+    exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    display_attributes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, item_ids: _Optional[_Iterable[str]] = ..., num_candidates: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., display_attributes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RetrieveSimilarItemsResponse(_message.Message):
+    __slots__ = ("candidates", "model_name", "model_version", "truncated", "request_id")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    model_name: str
+    model_version: str
+    truncated: bool
+    request_id: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., truncated: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
 class GetServiceInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

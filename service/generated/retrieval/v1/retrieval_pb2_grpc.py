@@ -50,6 +50,11 @@ class RetrievalServiceStub:
                 request_serializer=retrieval_dot_v1_dot_retrieval__pb2.GetServiceInfoRequest.SerializeToString,
                 response_deserializer=retrieval_dot_v1_dot_retrieval__pb2.GetServiceInfoResponse.FromString,
                 _registered_method=True)
+        self.RetrieveSimilarItems = channel.unary_unary(
+                '/retrieval.v1.RetrievalService/RetrieveSimilarItems',
+                request_serializer=retrieval_dot_v1_dot_retrieval__pb2.RetrieveSimilarItemsRequest.SerializeToString,
+                response_deserializer=retrieval_dot_v1_dot_retrieval__pb2.RetrieveSimilarItemsResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -85,6 +90,15 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetrieveSimilarItems(self, request, context):
+        """"More like this": the items nearest to the given items in the item-embedding space (the nearest
+        neighbours of their mean embedding), the given items themselves excluded. Errors as for
+        RetrieveCandidates; an item id not in the serving catalog is INVALID_ARGUMENT naming it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -102,6 +116,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.GetServiceInfo,
                     request_deserializer=retrieval_dot_v1_dot_retrieval__pb2.GetServiceInfoRequest.FromString,
                     response_serializer=retrieval_dot_v1_dot_retrieval__pb2.GetServiceInfoResponse.SerializeToString,
+            ),
+            'RetrieveSimilarItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetrieveSimilarItems,
+                    request_deserializer=retrieval_dot_v1_dot_retrieval__pb2.RetrieveSimilarItemsRequest.FromString,
+                    response_serializer=retrieval_dot_v1_dot_retrieval__pb2.RetrieveSimilarItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -186,6 +205,33 @@ class RetrievalService:
             '/retrieval.v1.RetrievalService/GetServiceInfo',
             retrieval_dot_v1_dot_retrieval__pb2.GetServiceInfoRequest.SerializeToString,
             retrieval_dot_v1_dot_retrieval__pb2.GetServiceInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetrieveSimilarItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retrieval.v1.RetrievalService/RetrieveSimilarItems',
+            retrieval_dot_v1_dot_retrieval__pb2.RetrieveSimilarItemsRequest.SerializeToString,
+            retrieval_dot_v1_dot_retrieval__pb2.RetrieveSimilarItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,
