@@ -27,6 +27,7 @@ from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.server import ServerConfig, build_server
 
 DEMO_USERS = ("1", "42", "314")
+SIMILAR_TO = "50"  # MovieLens-100K's Star Wars (1977): the demo's "more like this" example
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -98,6 +99,13 @@ async def serve_and_query(args: argparse.Namespace) -> None:
         for request, response in zip(requests, await asyncio.to_thread(ask), strict=True):
             print(f"\nuser {request.user_id} (excluding the {len(request.exclude_item_ids)} movies they rated):")
             print("\n".join(format_response(response)), flush=True)
+
+        def similar() -> pb.RetrieveSimilarItemsResponse:
+            with RetrievalClient(target) as client:
+                return client.similar_items([SIMILAR_TO], args.k, display=["*"])
+
+        print(f"\nmovies like item {SIMILAR_TO} (RetrieveSimilarItems, nearest item embeddings):")
+        print("\n".join(format_response(await asyncio.to_thread(similar))), flush=True)
         if args.exit_after_queries:
             return
         print(f"\nstill serving on {target}; try: retrieval-query --target {target} --user 42 -k 10", flush=True)

@@ -37,3 +37,9 @@ def test_demo_trains_serves_and_prints_candidates_with_titles(tmp_path):
             position, item_id, _score, title = line.split(maxsplit=3)
             assert int(position) == rank and titles[item_id] == title
             assert item_id not in rated  # the demo excludes what the user already rated
+    similar = out.split("movies like item 50 ")[1].split("\n\n")[0]
+    lines = [line for line in similar.splitlines() if re.match(r"\s+\d+\s", line)]
+    assert len(lines) == 5
+    for rank, line in enumerate(lines):
+        position, item_id, _score, title = line.split(maxsplit=3)
+        assert int(position) == rank and titles[item_id] == title and item_id != "50"
