@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import signal
@@ -25,65 +26,89 @@ IMAGE_METRICS_PORT = 9464
 # Set unless the user set them, before TensorFlow or FAISS load: OpenMP threads sleep instead of spinning
 # between searches (a spinning thread takes the core the event loop needs), and TensorFlow takes GPU memory as
 # it needs it, leaving the rest to FAISS.
-SERVING_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+# TensorFlow's C++ start-up lines (oneDNN, CUDA stubs, CPU features) are hidden: level 2 keeps its errors.
+SERVING_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults, limits, batching = ServerConfig(Path("."), "x"), ServiceLimits(), BatcherConfig()
-    parser = argparse.ArgumentParser(prog="retrieval-serve", description=__doc__)
-    parser.add_argument("--models-dir", type=Path, required=True, help="root holding <model-name>/<version>/")
-    parser.add_argument("--model-name", required=True, help="the model directory to serve")
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
-    parser.add_argument(
+    parser = argparse.ArgumentParser(
+        prog="retrieval-serve",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Exit status: 0 after a clean shutdown, 2 for a usage or configuration error, 1 otherwise.",
+    )
+    add = parser.add_argument
+    add("--version", action="version", version=f"%(prog)s {_version()}")
+    add("--models-dir", type=Path, required=True, help="root holding <model-name>/<version>/ bundles")
+    add("--model-name", required=True, help="the model directory under --models-dir to serve")
+    add("--host", default=defaults.host, help="interface to bind: 0.0.0.0 all IPv4, [::] all, 127.0.0.1 local only")
+    add("--port", type=int, default=defaults.port, help="gRPC port; 0 picks a free one")
+    add(
         "--metrics-port", type=int, default=None,
         help=f"serve Prometheus /metrics over HTTP on this port (0 picks a free one; the images use "
-        f"{IMAGE_METRICS_PORT}); default: no metrics endpoint",
+        f"{IMAGE_METRICS_PORT}); none: no metrics endpoint",
     )  # fmt: skip
-    parser.add_argument(
+    add(
         "--workers", type=int, default=1,
         help="server processes sharing the port (SO_REUSEPORT), each with its own model; a supervisor restarts "
-        "any that dies and serves one /metrics for all (default: %(default)s)",
+        "any that dies and serves one /metrics for all",
     )  # fmt: skip
-    parser.add_argument("--pin-version", type=int, default=None, help="serve exactly this version")
-    parser.add_argument("--max-batch-size", type=int, default=batching.max_batch_size)
-    parser.add_argument("--max-delay-us", type=int, default=batching.max_delay_us)
-    parser.add_argument("--queue-size", type=int, default=batching.queue_size)
-    parser.add_argument(
+    add("--pin-version", type=int, default=None, help="serve exactly this version (none: the newest good one)")
+    add("--max-batch-size", type=int, default=batching.max_batch_size, help="most requests per batch")
+    add(
+        "--max-delay-us", type=int, default=batching.max_delay_us,
+        help="longest wait of a forming batch for more requests; 0: a free compute thread starts at once",
+    )  # fmt: skip
+    add("--queue-size", type=int, default=batching.queue_size, help="most waiting requests (then RESOURCE_EXHAUSTED)")
+    add(
         "--max-concurrent-batches", type=int, default=batching.max_concurrent_batches,
         help="batches processed at once, each by its own thread with its share of the CPU cores",
     )  # fmt: skip
-    parser.add_argument("--max-k", type=int, default=limits.max_k)
-    parser.add_argument("--max-exclusions", type=int, default=limits.max_exclusions)
-    parser.add_argument("--max-history", type=int, default=limits.max_history)
-    parser.add_argument("--max-batch-requests", type=int, default=limits.max_batch_requests)
-    parser.add_argument("--reload-interval-s", type=float, default=defaults.reload_interval_s)
-    parser.add_argument("--max-connection-age-s", type=float, default=None)
-    parser.add_argument("--grace-period-s", type=float, default=defaults.grace_period_s)
-    parser.add_argument(
+    add("--max-k", type=int, default=limits.max_k, help="largest num_candidates of a request")
+    add("--max-exclusions", type=int, default=limits.max_exclusions, help="most excluded item ids per request")
+    add("--max-history", type=int, default=limits.max_history, help="most history_item_ids per request")
+    add("--max-batch-requests", type=int, default=limits.max_batch_requests, help="most requests per batch call")
+    add("--reload-interval-s", type=float, default=defaults.reload_interval_s, help="how often to look for versions")
+    add("--max-connection-age-s", type=float, default=None, help="close connections after this age (rebalancing)")
+    add("--grace-period-s", type=float, default=defaults.grace_period_s, help="shutdown: time for in-flight calls")
+    add(
         "--drain-s", type=float, default=defaults.drain_s,
         help="at shutdown, answer new calls UNAVAILABLE for at least this long before closing the port",
     )  # fmt: skip
-    parser.add_argument("--gpu-device", type=int, default=defaults.gpu_device, help="FAISS GPU; -1 keeps CPU")
-    parser.add_argument("--tls-cert", type=Path, default=None, help="server certificate chain (PEM)")
-    parser.add_argument("--tls-key", type=Path, default=None, help="server private key (PEM)")
-    parser.add_argument("--tls-client-ca", type=Path, default=None, help="require client certs signed by this CA")
-    parser.add_argument(
+    add("--gpu-device", type=int, default=defaults.gpu_device, help="FAISS GPU for the index; -1 keeps the CPU")
+    add("--tls-cert", type=Path, default=None, help="server certificate chain (PEM); with --tls-key enables TLS")
+    add("--tls-key", type=Path, default=None, help="server private key (PEM)")
+    add("--tls-client-ca", type=Path, default=None, help="require client certificates signed by this CA (mTLS)")
+    add(
         "--auth-token-file", type=Path, default=None,
         help="accepted bearer tokens, one per line, each optionally followed by expires=<ISO-8601 time>",
     )  # fmt: skip
-    parser.add_argument("--log-level", default="INFO")
+    add("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="logging level")
     return parser.parse_args(argv)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("retrieval-service")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Builds the frozen server configuration from parsed flags."""
     if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
-        raise SystemExit("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+        raise ValueError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
     tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     tokens: tuple[str | BearerToken, ...] = ()
     if args.auth_token_file is not None:
-        tokens = parse_token_lines(args.auth_token_file.read_text())
+        try:
+            tokens = parse_token_lines(args.auth_token_file.read_text())
+        except OSError as error:
+            raise ValueError(f"--auth-token-file {args.auth_token_file}: {error.strerror or error}") from error
     return ServerConfig(
         models_dir=args.models_dir,
         model_name=args.model_name,

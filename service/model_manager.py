@@ -22,6 +22,8 @@ from service.observer import NullObserver, ServingObserver
 logger = logging.getLogger(__name__)
 
 EngineLoader = Callable[[Path], Engine]
+# While nothing serves, the reason is logged at the first poll and then this often.
+IDLE_WARNING_S = 60.0
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
@@ -72,6 +74,7 @@ class ModelManager:
         self._current: Engine | None = None
         self._failed: dict[int, Fingerprint] = {}
         self._reported_missing = False
+        self._warned_idle_at: float | None = None
 
     @property
     def current(self) -> Engine | None:
@@ -106,7 +109,24 @@ class ModelManager:
                 )
                 return engine
             self._failed[version] = fingerprint
+        self._warn_if_nothing_serves()
         return None
+
+    def _warn_if_nothing_serves(self) -> None:
+        """While no version serves, says why at the first poll and then every `IDLE_WARNING_S`, naming the path."""
+        now = time.monotonic()
+        if self._current is not None or (
+            self._warned_idle_at is not None and now - self._warned_idle_at < IDLE_WARNING_S
+        ):
+            return
+        self._warned_idle_at = now
+        if not self.model_dir.is_dir():
+            why = "the directory does not exist (check --models-dir and --model-name)"
+        elif not list_versions(self.model_dir):
+            why = "it holds no version directory (<version>/ with a bundle, e.g. 1/)"
+        else:
+            why = f"every version was refused ({sorted(self._failed)}); see the reload errors above"
+        logger.warning("no model to serve yet dir=%s: %s", self.model_dir, why)
 
     async def watch(
         self,

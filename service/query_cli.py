@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     except grpc.RpcError as error:
         details = error_details(error)
-        reason = f" [{details.reason}]" if details.reason else ""
-        print(f"retrieval-query: {details.code}{reason}: {details.message}", file=sys.stderr)
+        reason = f" (reason {details.reason})" if details.reason else ""
+        print(f"retrieval-query: {details.code}: {details.message}{reason}", file=sys.stderr)
         return 1
     except ValueError as error:
         print(f"retrieval-query: {error}", file=sys.stderr)

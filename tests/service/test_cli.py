@@ -32,7 +32,7 @@ def test_query_cli_prints_ranked_ids_and_scores(server: ServerThread, capsys: py
 
 def test_query_cli_reports_errors(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
     assert query_cli.main(["--target", server.target, "--user", "u1", "-k", "0"]) == 1
-    assert "INVALID_ARGUMENT: num_candidates" in capsys.readouterr().err
+    assert "INVALID_ARGUMENT: num_candidates" in (err := capsys.readouterr().err) and "(reason INVALID_FIELD)" in err
     assert query_cli.main(["--target", server.target, "--user", "u1", "--feature", "age"]) == 2
 
 
@@ -57,8 +57,35 @@ def test_serve_flags_build_the_config(tmp_path: Path) -> None:
     config = cli.config_from_args(args)
     assert (config.port, config.pinned_version, config.gpu_device, config.auth_tokens) == (0, 3, -1, ("a", "b"))
     assert (config.batcher.max_batch_size, config.limits.max_k) == (8, 20)
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="--tls-cert and --tls-key go together"):
         cli.config_from_args(cli.parse_args(["--models-dir", ".", "--model-name", "m", "--tls-cert", "c.pem"]))
+
+
+def test_serve_usage_errors_exit_2_naming_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--models-dir", str(tmp_path), "--model-name", "m"]
+    missing = tmp_path / "no-such-tokens"
+    assert cli.main([*base, "--auth-token-file", str(missing)]) == 2
+    assert f"--auth-token-file {missing}: No such file or directory" in capsys.readouterr().err
+    assert cli.main([*base, "--tls-cert", "c.pem"]) == 2
+    assert cli.main([*base, "--workers", "0"]) == 2
+    with pytest.raises(SystemExit) as bad_level:
+        cli.parse_args([*base, "--log-level", "chatty"])
+    assert bad_level.value.code == 2 and "choose from 'DEBUG', 'INFO', 'WARNING', 'ERROR'" in capsys.readouterr().err
+    assert cli.parse_args([*base, "--log-level", "debug"]).log_level == "DEBUG"
+
+
+def test_every_serve_flag_is_documented_and_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0 and "(default: 1)" in text and "Exit status" in text
+    flags = re.findall(r"^  (--[a-z-]+)", text, flags=re.MULTILINE)
+    assert len(flags) >= 25
+    for flag in flags:  # each flag's line (or the next) carries a help text
+        assert re.search(rf"^  {flag}\b.*\n?\s+\S", text, flags=re.MULTILINE), flag
+    with pytest.raises(SystemExit) as version:
+        cli.parse_args(["--version"])
+    assert version.value.code == 0 and re.match(r"retrieval-serve \S+", capsys.readouterr().out)
 
 
 @pytest.mark.slow

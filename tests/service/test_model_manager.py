@@ -126,3 +126,22 @@ def test_watch_polls_in_the_executor_and_reports_swaps(tmp_path: Path) -> None:
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert swapped == [1, 2]
+
+
+def test_while_nothing_serves_the_manager_says_why_naming_the_path(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    models_dir = tmp_path / "models"
+    manager, _, _ = _manager(models_dir)
+    with caplog.at_level("WARNING", logger="service.model_manager"):
+        manager.poll()
+        manager.poll()  # not again before IDLE_WARNING_S
+    (warning,) = [r.getMessage() for r in caplog.records if "no model to serve" in r.getMessage()]
+    assert str(models_dir / "movies") in warning or "does not exist" in warning
+    assert "does not exist" in warning
+    caplog.clear()
+    manager._warned_idle_at = None
+    (models_dir / manager.model_dir.name).mkdir(parents=True, exist_ok=True)
+    with caplog.at_level("WARNING", logger="service.model_manager"):
+        manager.poll()
+    assert any("holds no version directory" in r.getMessage() for r in caplog.records)
