@@ -109,6 +109,8 @@ class LoadRunner:
         method: the full method name to call (RetrieveCandidates by default; e.g. RetrieveCandidatesBatch).
         raw: `requests` are serialised bytes and responses stay bytes (no version, no check).
         from_intended: open loop: a call's start and latency count from its scheduled send time.
+        wait_for_ready: calls wait for a connection instead of failing at once while their channel reconnects
+            (gRPC's wait-for-ready): a call then fails only if the server it reached failed it.
     """
 
     def __init__(
@@ -127,12 +129,14 @@ class LoadRunner:
         method: str = METHOD,
         raw: bool = False,
         from_intended: bool = False,
+        wait_for_ready: bool = False,
     ) -> None:
         self.target = target
         self._channels = channels
         self._method = method
         self._raw = raw
         self._from_intended = from_intended
+        self._wait_for_ready = wait_for_ready
         self._requests = list(requests)
         self._concurrency = concurrency
         self._rate = rate_per_s
@@ -250,7 +254,10 @@ class LoadRunner:
         start = time.monotonic() if intended is None else intended
         version, problem = "", None
         try:
-            response = await method(self._requests[index], timeout=self._timeout_s, metadata=self._metadata)
+            response = await method(
+                self._requests[index], timeout=self._timeout_s, metadata=self._metadata,
+                wait_for_ready=self._wait_for_ready or None,
+            )  # fmt: skip
         except grpc.aio.AioRpcError as error:
             cancelled = self._cancelling and error.code() == grpc.StatusCode.CANCELLED
             code = "CLIENT_CANCELLED" if cancelled else error.code().name

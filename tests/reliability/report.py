@@ -92,7 +92,8 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "`retrieval-serve --workers 2` (one port, SO_REUSEPORT) with load spread over 8 connections: calls counted "
         "against the one aggregated `/metrics`; a broken version (truncated index) and then a good one moved in, "
         "with every worker expected to refuse and then load them on its own; one worker killed with SIGKILL under "
-        "16 closed-loop callers (health probed every 50 ms); SIGTERM to the supervisor under the same load.",
+        "16 closed-loop callers whose calls wait for a connection (gRPC wait-for-ready, so a call fails only if a "
+        "server failed it), health probed every 50 ms; SIGTERM to the supervisor under the same load.",
     ),
 }
 

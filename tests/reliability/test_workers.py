@@ -103,7 +103,11 @@ def test_a_killed_worker_is_restarted_and_only_its_calls_fail_with_unavailable(
     concurrency = 16
     with ServeProcess(models_dir, tmp_path / "serve.log", "--workers", str(WORKERS)) as server:
         victim = worker_pids(server)[0]
-        load = LoadRunner(server.target, requests, concurrency=concurrency, channels=CHANNELS).start()
+        # Wait-for-ready, as a production client would call: a call on a connection that the kill broke waits for
+        # the reconnection (to the live worker) instead of failing at the client without reaching any server.
+        load = LoadRunner(
+            server.target, requests, concurrency=concurrency, channels=CHANNELS, wait_for_ready=True
+        ).start()
         time.sleep(1.0)
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
