@@ -64,6 +64,7 @@ class ServerHandles:
     metrics_endpoint: MetricsEndpoint | None = None
     readiness: WorkerReadiness | None = None
     health_task: asyncio.Task[None] | None = None
+    listening: bool = True  # a worker's server starts listening once its first model is warm
 
     @property
     def metrics_port(self) -> int | None:
@@ -132,8 +133,9 @@ async def build_server(
         loader: builds a warm engine from a bundle directory; default `load_engine`.
         metrics: record into these metrics, served elsewhere (a worker of `--workers N`, whose supervisor
             serves every worker's metrics); default: metrics of its own when `config.metrics_port` is set.
-        readiness: this process is one of several workers on one port: health reports SERVING only while
-            every worker is warm. None: a lone server, SERVING once its model is.
+        readiness: this process is one of several workers on one port: it listens only once its model is warm,
+            and health reports SERVING only while every worker is warm. None: a lone server, listening at once
+            and SERVING once its model is.
 
     Returns:
         (server, bound port, handles); stop with `await handles.shutdown()`.
@@ -184,20 +186,30 @@ async def build_server(
     add_retrieval_service(RetrievalServicer(manager, batcher, config.limits, gate), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = _bind(server, config)
+    # A lone server binds at once; one of several workers binds (and so listens: gRPC listens when it binds) only
+    # once its model is warm, on the port the supervisor chose.
+    port = _bind(server, config) if readiness is None else config.port
     endpoint = None
     if metrics is not None and config.metrics_port is not None:
         endpoint = MetricsEndpoint.start(metrics.registry, config.host, config.metrics_port)
 
-    await server.start()
+    if readiness is None:
+        await server.start()  # a lone server answers NOT_SERVING / UNAVAILABLE until its model is warm
     batcher.start()
     handles = ServerHandles(
         server, manager, batcher, health, compute, loading, config.grace_period_s, gate, config.drain_s,
-        metrics=metrics, metrics_endpoint=endpoint, readiness=readiness,
+        metrics=metrics, metrics_endpoint=endpoint, readiness=readiness, listening=readiness is None,
     )  # fmt: skip
 
     async def on_swap(engine: Engine) -> None:
         if readiness is not None:
+            # One of several workers on the port listens only once warm: the kernel then hands new connections
+            # to it, and a restarted worker takes no call it would have to refuse while its live peers serve.
+            if not handles.listening:
+                _bind(server, config)
+                await server.start()
+                handles.listening = True
+                logger.info("worker listening address=%s:%d", config.host, config.port)
             readiness.mark(True)  # the health loop reports SERVING once every worker is warm
             return
         for name in HEALTH_SERVICES:
