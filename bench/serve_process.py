@@ -26,7 +26,7 @@ from pathlib import Path
 
 from service import cli
 from service.observer import NullObserver
-from service.server import build_server
+from service.server import build_server, freeze_startup_objects
 
 
 class BatchRecorder(NullObserver):
@@ -74,6 +74,7 @@ async def _serve(args: argparse.Namespace, server_args: list[str]) -> None:
         ["--host", "127.0.0.1", "--port", "0", "--reload-interval-s", "3600", "--grace-period-s", "1", *server_args]
     )
     config = cli.config_from_args(serve_flags)
+    freeze_startup_objects()  # as retrieval-serve does
     _, port, handles = await build_server(config, observer=recorder)
     engine = await handles.wait_ready(args.ready_timeout_s)
     recorder.take()  # forget the warm-up batches

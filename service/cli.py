@@ -141,8 +141,9 @@ def _listening(config: ServerConfig, port: int, metrics_port: int | None, worker
 
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then drains and stops."""
-    from service.server import build_server  # TensorFlow loads here, after SERVING_ENV is set
+    from service.server import build_server, freeze_startup_objects  # TensorFlow loads here, after SERVING_ENV
 
+    freeze_startup_objects()
     _, port, handles = await build_server(config)
     _listening(config, port, handles.metrics_port)
     stop = asyncio.Event()

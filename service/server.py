@@ -140,11 +140,6 @@ async def build_server(
     Returns:
         (server, bound port, handles); stop with `await handles.shutdown()`.
     """
-    # TensorFlow and FAISS are imported by now: hundreds of thousands of long-lived objects that every full
-    # garbage collection would walk again (100-250 ms pauses under load, seen as p99 latency). Freeze them into
-    # the permanent generation; model versions loaded later stay collectable when they are replaced.
-    gc.collect()
-    gc.freeze()
     if metrics is None and config.metrics_port is not None:
         metrics = RetrievalMetrics(queue_capacity=config.batcher.queue_size)
     if metrics is None:
@@ -246,6 +241,16 @@ async def _follow_workers(health: HealthServicer, readiness: WorkerReadiness, in
                 await health.set(name, status)
             reported = status
         await asyncio.sleep(interval_s)
+
+
+def freeze_startup_objects() -> None:
+    """For a serving process, once, before it builds its server: TensorFlow and FAISS are imported by then, hundreds
+    of thousands of long-lived objects that every full garbage collection would walk again (100-250 ms pauses of
+    the event loop under load, seen as p99 latency). They go to the permanent generation; what is created later
+    (the server, the model versions it loads and replaces) stays collectable. Not for processes that build
+    several servers (tests): objects frozen with one would never be collected."""
+    gc.collect()
+    gc.freeze()
 
 
 def channel_options(config: ServerConfig) -> list[tuple[str, int]]:

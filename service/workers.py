@@ -211,7 +211,9 @@ async def _serve_worker(config: ServerConfig, index: int, count: int, run_dir: P
 
     from service.metrics import RetrievalMetrics, multiprocess_dir
     from service.readiness import WorkerReadiness
-    from service.server import build_server
+    from service.server import build_server, freeze_startup_objects
+
+    freeze_startup_objects()
 
     metrics = RetrievalMetrics(queue_capacity=config.batcher.queue_size) if multiprocess_dir() else None
     readiness = WorkerReadiness(run_dir, index, count)
