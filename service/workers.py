@@ -95,11 +95,6 @@ class Supervisor:
         self._metrics_dir = self._run_dir / "metrics"
         self._gpus = gpu_count()
 
-    @property
-    def pids(self) -> list[int]:
-        """Process ids of the workers now running."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None and w.process.is_alive()]
-
     def run(self, on_listening: Callable[[int, int | None], None] | None = None) -> int:
         """Starts the workers and supervises them until a signal; returns the exit code (0 after a clean drain).
 
