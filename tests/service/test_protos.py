@@ -53,7 +53,9 @@ def test_rewrite_imports_leaves_other_imports_alone() -> None:
 def test_request_with_every_field_round_trips() -> None:
     request = _full_request()
     for field in pb.RetrieveCandidatesRequest.DESCRIPTOR.fields:
-        if field.is_repeated:
+        if field.containing_oneof is not None:
+            assert request.WhichOneof(field.containing_oneof.name) is not None, field.containing_oneof.name
+        elif field.is_repeated:
             assert len(getattr(request, field.name)) > 0, field.name
         else:
             assert request.HasField(field.name) if field.has_presence else getattr(request, field.name)
@@ -66,6 +68,8 @@ def test_request_with_every_field_round_trips() -> None:
     assert decoded.user_features["genres"].string_list.values == ["drama", "comedy"]
     assert decoded.user_features["age"].WhichOneof("value") == "int64_value"
     assert list(decoded.history_item_ids) == ["i1", "i2", "i3"]
+    assert decoded.WhichOneof("version_choice") == "version_label"
+    assert decoded.filter.numeric[0].op == pb.NumericRestrict.OPERATOR_GREATER_EQUAL
 
 
 def test_service_info_and_batch_round_trip() -> None:
@@ -149,6 +153,15 @@ def _full_request() -> pb.RetrieveCandidatesRequest:
         exclude_history=True,
         request_id="req-1",
         display_attributes=["title"],
+        filter=pb.ItemFilter(
+            categorical=[pb.CategoricalRestrict(namespace="genres", allow=["Comedy"], deny=["Horror"])],
+            numeric=[
+                pb.NumericRestrict(
+                    namespace="release_year", op=pb.NumericRestrict.OPERATOR_GREATER_EQUAL, value=1990
+                )
+            ],
+        ),
+        version_label="canary",
     )
 
 

@@ -64,10 +64,11 @@ class RetrievalServiceServicer:
     def RetrieveCandidates(self, request, context):
         """Top-k candidates for one user.
         Errors: INVALID_ARGUMENT (bad field, named in the message), RESOURCE_EXHAUSTED (queue full),
-        UNAVAILABLE (no model loaded yet, or shutting down), DEADLINE_EXCEEDED. Every error of this
+        UNAVAILABLE (no model loaded yet, or shutting down), DEADLINE_EXCEEDED, NOT_FOUND (the requested
+        model version or label is not loaded). Every error of this
         service carries google.rpc.Status details (AIP-193, the grpc-status-details-bin trailer):
         ErrorInfo in the domain "retrieval.v1" with a stable reason (INVALID_FIELD, QUEUE_FULL,
-        NO_MODEL_LOADED, SHUTTING_DOWN, DEADLINE_EXPIRED, INTERNAL); BadRequest.FieldViolation for
+        NO_MODEL_LOADED, SHUTTING_DOWN, DEADLINE_EXPIRED, UNKNOWN_VERSION, INTERNAL); BadRequest.FieldViolation for
         INVALID_ARGUMENT; RetryInfo for RESOURCE_EXHAUSTED and UNAVAILABLE, whose delay is also sent as
         gRPC's grpc-retry-pushback-ms for clients with a service-config retry policy.
         """
