@@ -156,9 +156,7 @@ def _full_request() -> pb.RetrieveCandidatesRequest:
         filter=pb.ItemFilter(
             categorical=[pb.CategoricalRestrict(namespace="genres", allow=["Comedy"], deny=["Horror"])],
             numeric=[
-                pb.NumericRestrict(
-                    namespace="release_year", op=pb.NumericRestrict.OPERATOR_GREATER_EQUAL, value=1990
-                )
+                pb.NumericRestrict(namespace="release_year", op=pb.NumericRestrict.OPERATOR_GREATER_EQUAL, value=1990)
             ],
         ),
         version_label="canary",
