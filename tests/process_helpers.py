@@ -20,11 +20,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The Debian package that ships each binary the tests run (promtool comes with prometheus).
+DEBIAN_PACKAGE = {"promtool": "prometheus"}
+
+
 def require_binary(name: str) -> str:
     """The binary's path; in CI (CI=true) a missing binary fails the test, elsewhere it skips it."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install {name}; .ci/run installs it)"
+        package = DEBIAN_PACKAGE.get(name, name)
+        message = f"{name} is not installed (apt-get install {package}; .ci/run installs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

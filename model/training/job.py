@@ -52,9 +52,9 @@ class RunResult:
 
 
 def load_data(config: DataConfig) -> tuple[InteractionLog, FeatureTable | None, FeatureTable | None, str | None]:
+    """The interaction log, user and item tables, and the display column, as the config names them."""
     users: FeatureTable | None
     items: FeatureTable | None
-    """The interaction log, user and item tables, and the display column, as the config names them."""
     if config.source == "movielens-100k":
         ml = load_movielens_100k()
         return ml.interactions, ml.users, ml.items, config.display_column or "movie_title"
