@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     table_path = _new_table(old, n, args.work_dir / "items.parquet")
     result = refresh_catalog(parent, table_path)
     report: dict[str, Any] = {
-        "command": "python -m bench.catalog_refresh " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m bench.catalog_refresh", *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cores": 2, "shared": True},
         "items": n,
         "index": spec.factory,

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     refreshed = refresh_catalog(v1, table)
     report = _evaluate(v1, refreshed.path, data, held, cold_log, ml.items)
     report.update(
-        command="python -m bench.cold_start " + " ".join(sys.argv[1:]),
+        command=" ".join(["python -m bench.cold_start", *sys.argv[1:]]),
         machine={"platform": platform.platform(), "python": platform.python_version(), "cores": 2, "shared": True},
         holdout={
             "fraction": HOLDOUT_FRACTION,
