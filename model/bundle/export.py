@@ -30,6 +30,7 @@ from model.bundle.reserved import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
     ITEM_ID_COLUMN,
+    ITEM_TOWER_DIR,
     ITEMS_FILE,
     MANIFEST_FILE,
     OUTPUT_KEY,
@@ -61,6 +62,8 @@ def export_bundle(
     version: int | None = None,
     recall_queries: npt.ArrayLike | None = None,
     seed: int = 0,
+    item_tower: keras.Model | None = None,
+    item_spec: TowerSpec | None = None,
 ) -> Path:
     """Exports a bundle and returns its version directory.
 
@@ -80,6 +83,10 @@ def export_bundle(
         recall_queries: [M, d] queries for measuring ANN recall@min(100, N) against exact search; default a
             seeded sample of up to 1000 item embeddings.
         seed: seed of index training and of the recall sample.
+        item_tower: optional functional Keras model mapping the raw features of `item_spec` to [B, d], written
+            as `item_tower/` (what `retrieval-catalog` embeds new items with); `item_embeddings` should be its
+            outputs for the catalog.
+        item_spec: the item tower's spec (the item table schema, recorded in the manifest); with `item_tower`.
 
     Returns:
         The new version directory.
@@ -91,6 +98,10 @@ def export_bundle(
     items, ids, pops, columns = _checked_inputs(
         item_embeddings, item_ids, popularity, display or {}, similarity, query_tower, query_spec
     )
+    if (item_tower is None) != (item_spec is None):
+        raise ValueError("item_tower and item_spec go together: pass both or neither")
+    if item_spec is not None and item_spec.output_dim != items.shape[1]:
+        raise ValueError(f"item_spec.output_dim {item_spec.output_dim} != item embedding dim {items.shape[1]}")
     model_dir = Path(models_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     version = _pick_version(model_dir, version)
@@ -99,6 +110,8 @@ def export_bundle(
     tmp.mkdir()
     try:
         _write_query_tower(query_tower, query_spec, tmp / QUERY_TOWER_DIR)
+        if item_tower is not None and item_spec is not None:
+            _write_query_tower(item_tower, item_spec, tmp / ITEM_TOWER_DIR)  # the same raw-features signature
         _write_items(tmp / ITEMS_FILE, ids, pops, columns)
         np.save(tmp / EMBEDDINGS_FILE, items, allow_pickle=False)
         index = build_index(items, index_spec, seed=seed)
@@ -117,6 +130,7 @@ def export_bundle(
             metrics=dict(metrics),
             display_columns=tuple(columns),
             files=file_checksums(tmp),
+            item_tower=item_spec,
         )
         (tmp / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         _fsync_tree(tmp)

@@ -41,7 +41,7 @@ _FIELDS = (
     "files",
 )
 # Fields added after format version 1 shipped: a manifest without them reads as the default.
-_OPTIONAL_FIELDS = ("reserved_inputs",)
+_OPTIONAL_FIELDS = ("reserved_inputs", "item_tower", "lineage")
 
 
 class ManifestError(ValueError):
@@ -67,6 +67,10 @@ class Manifest:
         files: sha256 hex digest of every file other than the manifest, by relative POSIX path.
         reserved_inputs: the query-tower inputs the server fills from request fields, by role
             (`RESERVED_INPUTS`: "user_id" from the request's user_id, "history" from its history_item_ids).
+        item_tower: the item tower's feature schema (the columns of an item table, see `retrieval-catalog`),
+            or None for a bundle exported without `item_tower/`.
+        lineage: for a version written by a catalog refresh, its parent version and the items added, removed
+            and changed (`model.catalog_refresh`); None for a version written by training.
         format_version: bundle format version.
     """
 
@@ -83,6 +87,8 @@ class Manifest:
     display_columns: tuple[str, ...] = ()
     files: Mapping[str, str] = field(default_factory=dict)
     reserved_inputs: Mapping[str, str] = field(default_factory=lambda: dict(RESERVED_INPUTS))
+    item_tower: TowerSpec | None = None
+    lineage: Mapping[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -110,6 +116,10 @@ class Manifest:
             if not isinstance(digest, str) or not _SHA256.match(digest):
                 raise ManifestError(f"files[{path!r}]: expected a lowercase sha256 hex digest, got {digest!r}")
         _check_reserved_inputs(self.reserved_inputs)
+        if self.item_tower is not None and self.item_tower.output_dim != self.embedding_dim:
+            raise ManifestError(
+                f"item_tower.output_dim: {self.item_tower.output_dim} != embedding_dim {self.embedding_dim}"
+            )
 
     def to_json(self) -> str:
         """The manifest as indented JSON text (strict JSON: no NaN)."""
@@ -137,6 +147,10 @@ class Manifest:
             "files": dict(sorted(self.files.items())),
             "reserved_inputs": dict(self.reserved_inputs),
         }
+        if self.item_tower is not None:
+            data["item_tower"] = tower_spec_to_dict(self.item_tower)
+        if self.lineage is not None:
+            data["lineage"] = dict(self.lineage)
         try:
             return json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n"
         except (TypeError, ValueError) as error:
@@ -166,6 +180,11 @@ class Manifest:
         except SpecFormatError as error:
             raise ManifestError(str(error)) from error
         index, recall = _index_from_dict(data["index"])
+        try:
+            item_tower = tower_spec_from_dict(data["item_tower"], "item_tower") if "item_tower" in data else None
+        except SpecFormatError as error:
+            raise ManifestError(str(error)) from error
+        lineage = _typed(data, "lineage", dict) if "lineage" in data else None
         # Manifests written before `reserved_inputs` was recorded used the same names.
         reserved_inputs = _typed(data, "reserved_inputs", dict) if "reserved_inputs" in data else dict(RESERVED_INPUTS)
         return cls(
@@ -183,6 +202,8 @@ class Manifest:
             display_columns=tuple(_typed(data, "display_columns", list)),
             files=_typed(data, "files", dict),
             reserved_inputs=reserved_inputs,
+            item_tower=item_tower,
+            lineage=lineage,
         )
 
 

@@ -20,6 +20,11 @@ RESERVED_INPUTS = MappingProxyType({"user_id": USER_ID_FEATURE, "history": HISTO
 # The files of `models/<name>/<version>/`.
 MANIFEST_FILE = "manifest.json"
 QUERY_TOWER_DIR = "query_tower"
+# Optional: the item tower SavedModel (same signature name and output key as the query tower's), which lets
+# `retrieval-catalog` embed new items from their features. Bundles exported before it existed lack it.
+ITEM_TOWER_DIR = "item_tower"
+# Written by a catalog refresh: one row per item added, removed or changed against the parent version.
+CATALOG_CHANGES_FILE = "catalog_changes.parquet"
 ITEMS_FILE = "items.parquet"
 EMBEDDINGS_FILE = "item_embeddings.npy"
 INDEX_FILE = "index.faiss"

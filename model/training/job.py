@@ -221,7 +221,18 @@ def _train_two_tower(
     test = full_report(
         queries, item_embeddings, data.test.items, data.catalog.popularity, data.test_exclusions, seed=train_config.seed
     )
-    return TrainedRun(model, state, seconds, len(data.train), test, item_embeddings, model.query_tower, data.query_spec)
+    return TrainedRun(
+        model,
+        state,
+        seconds,
+        len(data.train),
+        test,
+        item_embeddings,
+        model.query_tower,
+        data.query_spec,
+        item_tower=model.item_tower,
+        item_spec=data.item_spec,
+    )
 
 
 def _export(config: RunConfig, trained: TrainedRun, data: PreparedData) -> Path | None:
@@ -240,4 +251,6 @@ def _export(config: RunConfig, trained: TrainedRun, data: PreparedData) -> Path 
         similarity=config.model.similarity,
         metrics={"test": test},
         display={k: np.asarray(v).astype(str) for k, v in data.catalog.display.items()} or None,
+        item_tower=trained.item_tower,
+        item_spec=trained.item_spec,
     )

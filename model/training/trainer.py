@@ -64,6 +64,9 @@ class TrainedRun:
         item_embeddings: [num_items, d] catalog embeddings.
         query_tower: the served query tower (raw features -> [B, d]).
         query_spec: its feature schema for the bundle manifest.
+        item_tower: the item tower (raw item features -> [B, d]) exported beside the query tower, or None for
+            a model without one (the sequential model's items are an embedding table).
+        item_spec: its feature schema, or None.
     """
 
     model: keras.Model
@@ -74,6 +77,8 @@ class TrainedRun:
     item_embeddings: np.ndarray
     query_tower: keras.Model
     query_spec: TowerSpec
+    item_tower: keras.Model | None = None
+    item_spec: TowerSpec | None = None
 
 
 def write_atomic(path: Path, text: str) -> None:
