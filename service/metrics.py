@@ -7,9 +7,9 @@ Label sets whose absence would hide a zero (reload results, rejection reasons, s
 
 Per-version series (`retrieval_model_info`, `retrieval_version_requests_total`, `retrieval_version_request_seconds`)
 are labelled only with versions that were loaded: the policy bounds them (latest N or the listed versions, plus
-labelled ones), and a version's series are removed when it is unloaded. In multiprocess mode (`--workers N`) series
-cannot be removed: an unloaded version's info goes to 0 and its request series stay, bounded by the versions loaded
-while the workers run.
+labelled ones), and a version's series are removed when it is unloaded (a request still finishing on it afterwards
+is counted only by the gRPC metrics). In multiprocess mode (`--workers N`) series cannot be removed: an unloaded
+version's info goes to 0 and its request series stay, bounded by the versions loaded while the workers run.
 """
 
 from __future__ import annotations
@@ -179,9 +179,12 @@ class RetrievalMetrics:
                 self.version_requests.remove(str(version), result)
 
     def on_version_requests(self, version: int, count: int, ok: bool, seconds: float) -> None:
-        self.version_requests.labels(str(version), VERSION_RESULTS[not ok]).inc(count)
-        if ok:
-            self.version_latency.labels(str(version)).observe(seconds)
+        with self._model_lock:  # a request that ends after its version was unloaded must not revive the series
+            if version not in self._serving:
+                return
+            self.version_requests.labels(str(version), VERSION_RESULTS[not ok]).inc(count)
+            if ok:
+                self.version_latency.labels(str(version)).observe(seconds)
 
     def on_reload(self, result: str) -> None:
         self.reloads.labels(result).inc()

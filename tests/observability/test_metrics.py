@@ -44,6 +44,8 @@ def test_model_info_keeps_only_the_serving_versions_and_reasons_start_at_zero() 
     unloaded = {"model_version": "1", "result": "ok"}
     assert get("retrieval_version_requests_total", unloaded) is None, "an unloaded version's series are removed"
     assert get("retrieval_version_request_seconds_count", {"model_version": "1"}) is None
+    metrics.on_version_requests(1, 1, True, 0.01)  # a request that outlived its version: not counted under it
+    assert get("retrieval_version_requests_total", unloaded) is None
     metrics.on_rejected()
     metrics.on_dropped("deadline")
     metrics.on_dropped("deadline")

@@ -1,9 +1,13 @@
-"""VersionPolicy: the --versions syntax and which versions it chooses from those on disk."""
+"""VersionPolicy: the --versions syntax (and the retrieval-serve flag) and which versions it chooses from those on
+disk."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from service import cli
 from service.versions import VersionPolicy
 
 
@@ -48,3 +52,19 @@ def test_specific_versions_are_those_on_disk_that_load() -> None:
     assert policy.select([1, 3, 5, 6], lambda v: v != 5) == [3]
     assert policy.missing([1, 3, 5, 6]) == [9]
     assert VersionPolicy(latest=1).missing([]) == []
+
+
+def test_serve_versions_flag_builds_the_policy_and_refuses_bad_values_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--models-dir", str(tmp_path), "--model-name", "m"]
+    assert cli.config_from_args(cli.parse_args([*base, "--versions", "latest:2"])).version_policy == VersionPolicy(2)
+    assert cli.config_from_args(cli.parse_args([*base, "--versions", "3,5"])).version_policy.specific == (5, 3)
+    assert cli.config_from_args(cli.parse_args([*base, "--pin-version", "4"])).version_policy.specific == (4,)
+    assert cli.config_from_args(cli.parse_args(base)).version_policy == VersionPolicy(latest=1)
+    with pytest.raises(SystemExit) as bad:
+        cli.parse_args([*base, "--versions", "newest"])
+    assert bad.value.code == 2
+    assert "--versions expects latest:N (N >= 1) or versions like 3,5" in capsys.readouterr().err
+    assert cli.main([*base, "--versions", "3", "--pin-version", "3"]) == 2
+    assert "a pinned version (3) and versions (3) exclude each other" in capsys.readouterr().err
