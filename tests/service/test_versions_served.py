@@ -10,10 +10,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
+from bench.processes import ServeCommand
 from service import query_cli
 from service.batcher import BatcherConfig
 from service.client import RetrievalClient, build_request, error_details
@@ -69,7 +71,11 @@ def _served(server: ServerThread) -> list[int]:
 class Callers:
     """Threads that call RetrieveCandidates in a loop, each asking one way; records (way, version) or the error."""
 
-    WAYS = {"default": {}, "canary": {"version_label": "canary"}, "version 2": {"version": 2}}
+    WAYS: dict[str, dict[str, Any]] = {
+        "default": {},
+        "canary": {"version_label": "canary"},
+        "version 2": {"version": 2},
+    }
 
     def __init__(self, target: str, per_way: int = 2) -> None:
         self._stop = threading.Event()
@@ -95,7 +101,7 @@ class Callers:
         with RetrievalClient(target, retries=False) as client:
             while not self._stop.is_set():
                 try:
-                    response = client.retrieve(f"u{index}", 5, timeout_s=10, **self.WAYS[way])  # type: ignore[arg-type]
+                    response = client.retrieve(f"u{index}", 5, timeout_s=10, **self.WAYS[way])
                     self.answers[(way, index)].append(response.model_version)
                 except grpc.RpcError as error:
                     self.failures.append(f"{way}: {error.code().name} {error.details()}")
@@ -206,3 +212,29 @@ def test_unknown_versions_decode_on_the_client_and_service_info_lists_the_versio
         assert capsys.readouterr().out.startswith(f"model {MODEL} version 2")
         assert query_cli.main(["--target", server.target, "--user", "u1", "--version-label", "canary"]) == 1
         assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def _answers(target: str, count: int = 16, **choice: Any) -> set[str]:
+    """Versions answering `count` calls, each over a connection of its own (so that every worker is asked)."""
+    seen = set()
+    for _ in range(count):
+        with RetrievalClient(target, retries=False) as client:
+            seen.add(client.retrieve("u1", 3, **choice).model_version)
+    return seen
+
+
+@pytest.mark.slow
+def test_every_worker_serves_the_versions_and_follows_a_label_switch(tmp_path: Path, staged: Path) -> None:
+    models_dir = _models(tmp_path, staged, (1, 2), labels='{"stable": 1}')
+    args = ("--workers", "2", "--versions", "latest:2", "--gpu-device", "-1", "--reload-interval-s", "0.1")
+    with ServeCommand(models_dir, MODEL, tmp_path / "serve.log", *args) as server:
+        assert _answers(server.target) == {"1"} and _answers(server.target, version=2) == {"2"}
+        _label(models_dir, '{"stable": 2}')
+        _wait_for(lambda: _answers(server.target) == {"2"})
+        samples = scrape(server.metrics_port)
+        counted = value(samples, "retrieval_version_requests_total", model_version="2", result="ok")
+        assert counted is not None and counted >= 32, "requests summed over the workers' files"
+        info = {
+            dict(labels)["version"] for (name, labels), v in samples.items() if name == "retrieval_model_info" and v
+        }
+        assert info == {"1", "2"}, "both versions stay loaded (latest:2) in every worker"
