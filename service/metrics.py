@@ -105,7 +105,8 @@ class RetrievalMetrics:
             "retrieval_model_reloads_total", "Model load attempts by result.", ("result",), registry=r
         )
         self.version_requests = Counter(
-            "retrieval_version_requests_total", "Requests by the model version that answered them, ok or error.",
+            "retrieval_version_requests_total",
+            "Requests queued for a model version, by result: ok, or error (deadline, cancelled, failure).",
             ("model_version", "result"), registry=r,
         )  # fmt: skip
         self.version_latency = Histogram(

@@ -116,6 +116,7 @@ class ModelManager:
         """
         on_disk = list_versions(self.model_dir)
         self._report_missing(on_disk)
+        self._failed = {v: fingerprint for v, fingerprint in self._failed.items() if v in on_disk}
         loaded = dict(self._served.engines) if self._served is not None else {}
         fresh: dict[int, Engine] = {}
 

@@ -226,3 +226,17 @@ def test_a_pin_and_a_policy_exclude_each_other(tmp_path: Path) -> None:
         _version(tmp_path, version)
     manager.poll()
     assert _served(manager) == ([1, 2], {}, 2)
+
+
+def test_nothing_is_unloaded_to_leave_no_version_serving(tmp_path: Path) -> None:
+    manager, _, _ = _manager(tmp_path)
+    path = _version(tmp_path, 1)
+    manager.poll()
+    for entry in path.iterdir():
+        entry.unlink()
+    path.rmdir()  # the only serving version vanished from disk
+    assert manager.poll() is None
+    assert _served(manager) == ([1], {}, 1)
+    _version(tmp_path, 2)
+    manager.poll()
+    assert _served(manager) == ([2], {}, 2)
