@@ -156,7 +156,7 @@ def test_a_request_waiting_for_a_version_that_is_unloaded_is_answered_by_it(tmp_
         gate = threading.Event()
         server.handles.compute_executor.submit(gate.wait, 30)  # hold the compute thread: the call waits in the queue
         waiting = client.stub.RetrieveCandidates.future(build_request("u1", 4, version=1), timeout=30)
-        time.sleep(0.2)
+        _wait_for(lambda: observer.max_queue_depth >= 1)  # resolved to version 1 and queued
         _label(models_dir, "{}")  # nothing keeps 1 loaded any more (latest:1 keeps 2)
         _wait_for(lambda: _served(server) == [2])
         assert observer.unloaded == [(MODEL, 1)]
