@@ -20,6 +20,7 @@ from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
 from service.config import ServerConfig, ServiceLimits, TlsConfig
 from service.cpu import tensorflow_thread_env
+from service.versions import VersionPolicy
 
 # The metrics port the Kubernetes manifests and the image use (the flag itself has no default: no endpoint).
 IMAGE_METRICS_PORT = 9464
@@ -58,6 +59,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "any that dies and serves one /metrics for all",
     )  # fmt: skip
     add("--pin-version", type=int, default=None, help="serve exactly this version (none: the newest good one)")
+    add(
+        "--versions", type=_version_policy, default=None, metavar="latest:N|V1,V2",
+        help="versions to keep loaded side by side: the newest N good ones (latest:2) or these (3,5); versions "
+        "that labels.json labels are loaded too; none: latest:1 (or --pin-version)",
+    )  # fmt: skip
     add("--max-batch-size", type=int, default=batching.max_batch_size, help="most requests per batch")
     add(
         "--max-delay-us", type=int, default=batching.max_delay_us,
@@ -89,6 +95,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     add("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="logging level")
     return parser.parse_args(argv)
+
+
+def _version_policy(text: str) -> VersionPolicy:
+    try:
+        return VersionPolicy.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _version() -> str:
@@ -130,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls=tls,
         auth_tokens=tokens,
         metrics_port=args.metrics_port,
+        versions=args.versions,
     )
 
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -132,9 +132,12 @@ def build_request(
     exclude_history: bool = False,
     request_id: str = "",
     display: Sequence[str] = (),
+    version: int | None = None,
+    version_label: str | None = None,
 ) -> pb.RetrieveCandidatesRequest:
-    """A RetrieveCandidatesRequest from plain Python values; `display` selects display attributes ("*": all)."""
-    return pb.RetrieveCandidatesRequest(
+    """A RetrieveCandidatesRequest from plain Python values; `display` selects display attributes ("*": all);
+    `version` or `version_label` chooses the model version (neither: the server's default version)."""
+    request = pb.RetrieveCandidatesRequest(
         user_id=user_id,
         num_candidates=k,
         user_features={name: feature_value(v) for name, v in (features or {}).items()},
@@ -144,6 +147,29 @@ def build_request(
         request_id=request_id,
         display_attributes=list(display),
     )
+    return choose_version(request, version, version_label)
+
+
+VersionedRequest = TypeVar(
+    "VersionedRequest", pb.RetrieveCandidatesRequest, pb.RetrieveSimilarItemsRequest, pb.GetServiceInfoRequest
+)
+
+
+def choose_version(
+    request: VersionedRequest, version: int | None = None, version_label: str | None = None
+) -> VersionedRequest:
+    """Sets the request's `version_choice`: `model_version` or `version_label`, or neither (the default version).
+
+    Raises:
+        ValueError: when both are given.
+    """
+    if version is not None and version_label is not None:
+        raise ValueError(f"give a version or a version label, not both (got {version} and {version_label!r})")
+    if version is not None:
+        request.model_version = version
+    elif version_label is not None:
+        request.version_label = version_label
+    return request
 
 
 class RetrievalClient:
@@ -200,7 +226,8 @@ class RetrievalClient:
     def typed_features(
         self, features: Mapping[str, FeatureLike], *, timeout_s: float | None = None
     ) -> dict[str, FeatureLike]:
-        """`features` with numbers converted to the kind GetServiceInfo reports for each (asked once, then kept)."""
+        """`features` with numbers converted to the kind GetServiceInfo reports for each (asked once, then kept;
+        the default version's kinds: versions of one model share their feature kinds)."""
         if self._kinds is None:
             self._kinds = {f.name: f.kind for f in self.service_info(timeout_s=timeout_s).features}
         return {name: _as_kind(value, self._kinds.get(name)) for name, value in features.items()}
@@ -214,8 +241,11 @@ class RetrievalClient:
         display: Sequence[str] = (),
         request_id: str = "",
         timeout_s: float | None = None,
+        version: int | None = None,
+        version_label: str | None = None,
     ) -> pb.RetrieveSimilarItemsResponse:
-        """The k items most similar to `item_ids` ("more like this"), which are never returned themselves."""
+        """The k items most similar to `item_ids` ("more like this"), which are never returned themselves;
+        `version` or `version_label` chooses the model version."""
         request = pb.RetrieveSimilarItemsRequest(
             item_ids=list(item_ids),
             num_candidates=k,
@@ -223,6 +253,7 @@ class RetrievalClient:
             display_attributes=list(display),
             request_id=request_id,
         )
+        choose_version(request, version, version_label)
         return self.call(self.stub.RetrieveSimilarItems, request, timeout_s)
 
     def retrieve_batch(
@@ -232,8 +263,13 @@ class RetrievalClient:
         batch = pb.RetrieveCandidatesBatchRequest(requests=list(requests))
         return list(self.call(self.stub.RetrieveCandidatesBatch, batch, timeout_s).responses)
 
-    def service_info(self, *, timeout_s: float | None = None) -> pb.GetServiceInfoResponse:
-        return self.call(self.stub.GetServiceInfo, pb.GetServiceInfoRequest(), timeout_s)
+    def service_info(
+        self, *, timeout_s: float | None = None, version: int | None = None, version_label: str | None = None
+    ) -> pb.GetServiceInfoResponse:
+        """The model version asked for (default: the server's default version), the limits and every version
+        loaded (`versions`)."""
+        request = choose_version(pb.GetServiceInfoRequest(), version, version_label)
+        return self.call(self.stub.GetServiceInfo, request, timeout_s)
 
     def health(self, service: str = "", *, timeout_s: float | None = None) -> str:
         """The serving status name, e.g. "SERVING" or "NOT_SERVING"."""

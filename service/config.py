@@ -12,6 +12,7 @@ from pathlib import Path
 
 from service.auth import BearerToken
 from service.batcher import BatcherConfig
+from service.versions import VersionPolicy
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class ServerConfig:
         model_name: the model to serve.
         host: interface to bind ("0.0.0.0" all IPv4, "[::]" all, "127.0.0.1" local only).
         port: port to bind; 0 picks a free one (see the port `build_server` returns).
-        pinned_version: serve exactly this version; None follows the newest good version.
+        pinned_version: serve exactly this version (the policy of that one version); not with `versions`.
+        versions: which versions to keep loaded (service/versions.py); None: the pinned version, else the newest
+            good one (see `version_policy`).
         batcher: micro-batching limits (batch size, delay, queue size).
         limits: per-request limits.
         reload_interval_s: how often to look for a new version.
@@ -97,6 +100,14 @@ class ServerConfig:
     tls: TlsConfig | None = None
     auth_tokens: tuple[str | BearerToken, ...] = field(default=(), repr=False)  # secrets: never in reprs
     metrics_port: int | None = None
+    versions: VersionPolicy | None = None
+
+    @property
+    def version_policy(self) -> VersionPolicy:
+        """The versions to keep loaded: `versions`, else the pinned version alone, else the newest good one."""
+        if self.versions is not None:
+            return self.versions
+        return VersionPolicy() if self.pinned_version is None else VersionPolicy.of_versions([self.pinned_version])
 
     def __post_init__(self) -> None:
         if self.limits.max_batch_requests > self.batcher.queue_size:
@@ -106,3 +117,7 @@ class ServerConfig:
             )
         if self.reload_interval_s <= 0 or self.grace_period_s < 0 or self.drain_s < 0:
             raise ValueError(f"reload_interval_s must be > 0, grace_period_s and drain_s >= 0, got {self}")
+        if self.versions is not None and self.pinned_version is not None:
+            raise ValueError(
+                f"a pinned version ({self.pinned_version}) and versions ({self.versions}) exclude each other"
+            )

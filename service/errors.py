@@ -3,14 +3,15 @@
 Each error maps to a status code and to details in the `google.rpc.Status` of AIP-193 (sent as the
 `grpc-status-details-bin` trailer; grpcio-status decodes it on the client):
 - `ErrorInfo` with a stable `reason` (below) in the domain `retrieval.v1`, for programs to act on;
-- `BadRequest.FieldViolation` naming the field (the same path the message starts with) for INVALID_ARGUMENT;
+- `BadRequest.FieldViolation` naming the field (the same path the message starts with) for INVALID_ARGUMENT and
+  for NOT_FOUND of an unknown model version or label;
 - `RetryInfo` for RESOURCE_EXHAUSTED and UNAVAILABLE, plus gRPC's own `grpc-retry-pushback-ms` trailer with the
   same delay, which a client's service-config retry policy honours.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import grpc
 from google.protobuf import duration_pb2
@@ -36,25 +37,36 @@ class ServiceError(Exception):
     retry_after_s: float | None = None
 
 
-class InvalidRequest(ServiceError):
-    """A request field is malformed or out of range.
+class FieldError(ServiceError):
+    """An error caused by one request field, reported with a `BadRequest.FieldViolation` naming it.
 
     Args:
         field: path of the offending field, e.g. `user_features["age"]` or `requests[3].num_candidates`.
         message: what is wrong, with the value received.
     """
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "INVALID_FIELD"
-
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
 
-    def within(self, prefix: str) -> InvalidRequest:
+    def within(self, prefix: str) -> Self:
         """The same error with `prefix` prepended to the field path (e.g. "requests[2].")."""
-        return InvalidRequest(f"{prefix}{self.field}", self.message)
+        return type(self)(f"{prefix}{self.field}", self.message)
+
+
+class InvalidRequest(FieldError):
+    """A request field is malformed or out of range."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_FIELD"
+
+
+class UnknownVersion(FieldError):
+    """The model version or version label a request names is not loaded (`model_version` or `version_label`)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "UNKNOWN_VERSION"
 
 
 class Overloaded(ServiceError):
@@ -100,7 +112,7 @@ def rich_status(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple
     reason = error.reason if isinstance(error, ServiceError) else ServiceError.reason
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
     status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-    if isinstance(error, InvalidRequest):
+    if isinstance(error, FieldError):
         violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
         status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
     metadata: list[tuple[str, str | bytes]] = []

@@ -39,6 +39,14 @@ class FanOutObserver:
         for observer in self._observers:
             observer.on_model_loaded(model, version, index_type, device, item_count)
 
+    def on_model_unloaded(self, model: str, version: int) -> None:
+        for observer in self._observers:
+            observer.on_model_unloaded(model, version)
+
+    def on_version_requests(self, version: int, count: int, ok: bool, seconds: float) -> None:
+        for observer in self._observers:
+            observer.on_version_requests(version, count, ok, seconds)
+
     def on_reload(self, result: str) -> None:
         for observer in self._observers:
             observer.on_reload(result)

@@ -4,6 +4,12 @@
 (the gRPC interceptor's call events). Names follow the design's "Metric names": the standard gRPC server
 metrics, `retrieval_*` for the rest; seconds as units, `_total` counters, no per-user or per-item labels.
 Label sets whose absence would hide a zero (reload results, rejection reasons, stages) exist from the start.
+
+Per-version series (`retrieval_model_info`, `retrieval_version_requests_total`, `retrieval_version_request_seconds`)
+are labelled only with versions that were loaded: the policy bounds them (latest N or the listed versions, plus
+labelled ones), and a version's series are removed when it is unloaded (a request still finishing on it afterwards
+is counted only by the gRPC metrics). In multiprocess mode (`--workers N`) series cannot be removed: an unloaded
+version's info goes to 0 and its request series stay, bounded by the versions loaded while the workers run.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ LATENCY_BUCKETS = (
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 REJECTION_REASONS = ("queue_full", "deadline", "cancelled", "invalid_argument", "unauthenticated")
 RELOAD_RESULTS = ("success", "failure")
+VERSION_RESULTS = ("ok", "error")
 # Final status codes that mean the service refused the request, as rejection reasons.
 REJECTED_CODES = {
     CODE_LABELS[grpc.StatusCode.INVALID_ARGUMENT]: "invalid_argument",
@@ -97,6 +104,15 @@ class RetrievalMetrics:
         self.reloads = Counter(
             "retrieval_model_reloads_total", "Model load attempts by result.", ("result",), registry=r
         )
+        self.version_requests = Counter(
+            "retrieval_version_requests_total",
+            "Requests queued for a model version, by result: ok, or error (deadline, cancelled, failure).",
+            ("model_version", "result"), registry=r,
+        )  # fmt: skip
+        self.version_latency = Histogram(
+            "retrieval_version_request_seconds", "Time in the servicer of requests answered ok, by model version.",
+            ("model_version",), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.rejected = Counter(
             "retrieval_requests_rejected_total", "Requests refused or dropped before compute, by reason.",
             ("reason",), registry=r,
@@ -104,7 +120,7 @@ class RetrievalMetrics:
         self._multiprocess = multiprocess_dir() is not None
         if not self._multiprocess:  # in multiprocess mode a process reports only itself: the endpoint skips it
             ProcessCollector(registry=r)
-        self._serving: tuple[str, ...] | None = None
+        self._serving: dict[int, tuple[str, ...]] = {}
         self.queue_capacity.set(queue_capacity)
         for stage in STAGES:
             self.stage.labels(stage)
@@ -143,14 +159,33 @@ class RetrievalMetrics:
 
     def on_model_loaded(self, model: str, version: int, index_type: str, device: str, item_count: int) -> None:
         labels = (model, str(version), index_type, device)
-        with self._model_lock:  # exactly one label set at 1: the version serving now
-            if not self._multiprocess:
-                self.model_info.clear()
-            elif self._serving is not None:  # multiprocess mode has no clear(): the old label set goes to 0
-                self.model_info.labels(*self._serving).set(0)
+        with self._model_lock:  # one label set at 1 per version serving now
             self.model_info.labels(*labels).set(1)
-            self._serving = labels
+            self._serving[version] = labels
             self.index_items.set(item_count)
+            for result in VERSION_RESULTS:
+                self.version_requests.labels(str(version), result)
+
+    def on_model_unloaded(self, model: str, version: int) -> None:
+        with self._model_lock:
+            labels = self._serving.pop(version, None)
+            if labels is None:
+                return
+            if self._multiprocess:  # multiprocess mode has no remove(): the old label set goes to 0
+                self.model_info.labels(*labels).set(0)
+                return
+            self.model_info.remove(*labels)
+            self.version_latency.remove(str(version))  # absent if it answered nothing: removal is idempotent
+            for result in VERSION_RESULTS:
+                self.version_requests.remove(str(version), result)
+
+    def on_version_requests(self, version: int, count: int, ok: bool, seconds: float) -> None:
+        with self._model_lock:  # a request that ends after its version was unloaded must not revive the series
+            if version not in self._serving:
+                return
+            self.version_requests.labels(str(version), VERSION_RESULTS[not ok]).inc(count)
+            if ok:
+                self.version_latency.labels(str(version)).observe(seconds)
 
     def on_reload(self, result: str) -> None:
         self.reloads.labels(result).inc()

@@ -35,7 +35,13 @@ class ServingObserver(Protocol):
         """Time spent in one of `STAGES` (queue: per request; others: per batch)."""
 
     def on_model_loaded(self, model: str, version: int, index_type: str, device: str, item_count: int) -> None:
-        """A model version now serves."""
+        """A model version now serves (one of possibly several, see service/versions.py)."""
+
+    def on_model_unloaded(self, model: str, version: int) -> None:
+        """A model version no longer serves: the policy dropped it (requests already holding it still finish)."""
+
+    def on_version_requests(self, version: int, count: int, ok: bool, seconds: float) -> None:
+        """`count` requests answered by model `version` ended (ok or not) after `seconds` in the servicer."""
 
     def on_reload(self, result: str) -> None:
         """A load attempt ended; result is "success" or "failure"."""
@@ -62,6 +68,12 @@ class NullObserver:
     def on_model_loaded(self, model: str, version: int, index_type: str, device: str, item_count: int) -> None:
         pass
 
+    def on_model_unloaded(self, model: str, version: int) -> None:
+        pass
+
+    def on_version_requests(self, version: int, count: int, ok: bool, seconds: float) -> None:
+        pass
+
     def on_reload(self, result: str) -> None:
         pass
 
@@ -75,6 +87,8 @@ class RecordingObserver(NullObserver):
         max_queue_depth: the deepest queue seen.
         stage_seconds: total seconds by stage.
         loaded: (model, version, index_type, device) of every version that served.
+        unloaded: (model, version) of every version that stopped serving.
+        version_requests: requests by (version, ok).
     """
 
     def __init__(self) -> None:
@@ -84,6 +98,8 @@ class RecordingObserver(NullObserver):
         self.max_queue_depth = 0
         self.stage_seconds: defaultdict[str, float] = defaultdict(float)
         self.loaded: list[tuple[str, int, str, str]] = []
+        self.unloaded: list[tuple[str, int]] = []
+        self.version_requests: Counter[tuple[int, bool]] = Counter()
 
     def on_queue_depth(self, depth: int) -> None:
         with self._lock:
@@ -109,6 +125,14 @@ class RecordingObserver(NullObserver):
     def on_model_loaded(self, model: str, version: int, index_type: str, device: str, item_count: int) -> None:
         with self._lock:
             self.loaded.append((model, version, index_type, device))
+
+    def on_model_unloaded(self, model: str, version: int) -> None:
+        with self._lock:
+            self.unloaded.append((model, version))
+
+    def on_version_requests(self, version: int, count: int, ok: bool, seconds: float) -> None:
+        with self._lock:
+            self.version_requests[(version, ok)] += count
 
     def on_reload(self, result: str) -> None:
         with self._lock:

@@ -34,6 +34,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--display", action="append", default=None, metavar="NAME",
         help="a display attribute to show with each candidate (repeatable; default: all of them, '*')",
     )  # fmt: skip
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--version", type=int, default=None, metavar="N", help="ask model version N")
+    chosen.add_argument(
+        "--version-label", default=None, metavar="LABEL", help="ask the version with this label, e.g. canary"
+    )
     parser.add_argument("--token", default=None, help="bearer token")
     parser.add_argument("--ca-cert", type=Path, default=None, help="CA certificate (PEM): use TLS")
     parser.add_argument("--client-cert", type=Path, default=None, help="client certificate (PEM) for mTLS")
@@ -89,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             response: pb.RetrieveCandidatesResponse | pb.RetrieveSimilarItemsResponse
             if args.similar_to:
                 response = client.similar_items(
-                    args.similar_to, args.k, exclude=args.exclude, display=args.display or ["*"]
-                )
+                    args.similar_to, args.k, exclude=args.exclude, display=args.display or ["*"],
+                    version=args.version, version_label=args.version_label,
+                )  # fmt: skip
             else:
                 kinds = {f.name: f.kind for f in client.service_info().features} if args.feature else {}
                 response = client.retrieve(
@@ -101,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     exclude=args.exclude,
                     exclude_history=args.exclude_history,
                     display=args.display or ["*"],
+                    version=args.version,
+                    version_label=args.version_label,
                 )
     except grpc.RpcError as error:
         details = error_details(error)

@@ -157,7 +157,7 @@ async def build_server(
         observer=observer,
     )
     manager = ModelManager(
-        config.models_dir, config.model_name, loader, pinned_version=config.pinned_version, observer=observer
+        config.models_dir, config.model_name, loader, policy=config.version_policy, observer=observer
     )
     running: list[MicroBatcher[tuple[Engine, Query], bytes]] = []
 
@@ -178,7 +178,7 @@ async def build_server(
         chain.append(BearerTokenInterceptor(config.auth_tokens))
     chain.append(RequestDecodingInterceptor())  # innermost: unparseable requests become INVALID_ARGUMENT
     server = grpc.aio.server(interceptors=chain, options=channel_options(config))
-    add_retrieval_service(RetrievalServicer(manager, batcher, config.limits, gate), server)
+    add_retrieval_service(RetrievalServicer(manager, batcher, config.limits, gate, observer), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
     # A lone server binds at once; one of several workers binds (and so listens: gRPC listens when it binds) only

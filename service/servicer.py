@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -12,11 +13,13 @@ import grpc
 from service.admission import AdmissionGate
 from service.batcher import MicroBatcher
 from service.engine import Engine
-from service.errors import InvalidRequest, NotReady, ServiceError, rich_status
+from service.errors import FieldError, InvalidRequest, NotReady, ServiceError, rich_status
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
+from service.observer import NullObserver, ServingObserver
 from service.query import Query
 from service.responses import batch_response
+from service.served_versions import ServedVersions, VersionInfo
 from service.similar import validate_similar_request
 from service.validation import ServiceLimits, feature_kind, history_length, request_features, validate_request
 
@@ -24,13 +27,15 @@ logger = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Answer = TypeVar("Answer")
+VersionedRequest = pb.RetrieveCandidatesRequest | pb.RetrieveSimilarItemsRequest | pb.GetServiceInfoRequest
 
 
 class EngineSource(Protocol):
-    """Where the servicer finds the engine serving now (the model manager)."""
+    """Where the servicer finds the versions serving now (the model manager)."""
 
     @property
-    def current(self) -> Engine | None: ...
+    def served(self) -> ServedVersions | None: ...
 
 
 def _mapped_errors(
@@ -63,6 +68,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         batcher: queues (engine, query) pairs and returns one serialised response per pair.
         limits: request limits, also reported by GetServiceInfo.
         gate: admits calls; once closed (shutdown) new calls get UNAVAILABLE. Default: a gate of its own.
+        observer: receives the requests answered by each model version.
     """
 
     def __init__(
@@ -71,27 +77,59 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         batcher: MicroBatcher[tuple[Engine, Query], bytes],
         limits: ServiceLimits,
         gate: AdmissionGate | None = None,
+        observer: ServingObserver | None = None,
     ) -> None:
         self._engines = engines
         self._batcher = batcher
         self._limits = limits
         self._gate = gate or AdmissionGate()
+        self._observer = observer or NullObserver()
 
-    def _engine(self) -> Engine:
-        engine = self._engines.current
-        if engine is None:
+    def _served(self) -> ServedVersions:
+        served = self._engines.served
+        if served is None:
             raise NotReady("no model loaded yet")
-        return engine
+        return served
+
+    def _engine(self, request: VersionedRequest, served: ServedVersions | None = None) -> Engine:
+        """The engine of the version the request names (`version_choice`), else of the default version.
+
+        Raises:
+            NotReady: before any version is loaded.
+            UnknownVersion: the version or label named is not loaded.
+        """
+        if served is None:
+            served = self._served()
+        choice = request.WhichOneof("version_choice")
+        if choice == "model_version":
+            return served.resolve(version=request.model_version)
+        if choice == "version_label":
+            return served.resolve(label=request.version_label)
+        return served.default
+
+    async def _answered(self, versions: list[int], answer: Awaitable[Answer]) -> Answer:
+        """Awaits `answer` and reports it to the observer under the versions of its requests."""
+        start = time.perf_counter()
+        ok = False
+        try:
+            result = await answer
+            ok = True
+            return result
+        finally:
+            seconds = time.perf_counter() - start
+            for version in sorted(set(versions)):
+                self._observer.on_version_requests(version, versions.count(version), ok, seconds)
 
     @_mapped_errors
     async def RetrieveCandidates(
         self, request: pb.RetrieveCandidatesRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         self._batcher.check_room()  # refuse before validating: under overload refusals must be cheap
-        engine = self._engine()
+        engine = self._engine(request)
         query = validate_request(request, engine.spec, self._limits, engine.display_names)
         # The serialised response, built with its whole batch in the compute thread (service/responses.py).
-        return await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
+        answer = self._batcher.submit((engine, query), timeout_s=context.time_remaining())
+        return await self._answered([engine.manifest.model_version], answer)
 
     @_mapped_errors
     async def RetrieveCandidatesBatch(
@@ -103,37 +141,43 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         if not count:
             return b""  # an empty RetrieveCandidatesBatchResponse
         self._batcher.check_room(count)
-        engine = self._engine()
-        queries = []
+        served = self._served()
+        work = []
         for i, single in enumerate(request.requests):
             try:
-                queries.append(validate_request(single, engine.spec, self._limits, engine.display_names))
-            except InvalidRequest as error:
+                engine = self._engine(single, served)
+                work.append((engine, validate_request(single, engine.spec, self._limits, engine.display_names)))
+            except FieldError as error:
                 raise error.within(f"requests[{i}].") from error
-        answers = await self._batcher.submit_many([(engine, q) for q in queries], timeout_s=context.time_remaining())
-        return batch_response(answers)
+        answers = self._batcher.submit_many(work, timeout_s=context.time_remaining())
+        return batch_response(await self._answered([e.manifest.model_version for e, _ in work], answers))
 
     @_mapped_errors
     async def RetrieveSimilarItems(
         self, request: pb.RetrieveSimilarItemsRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         self._batcher.check_room()
-        engine = self._engine()
+        engine = self._engine(request)
         if not engine.answers_similar_items:
             raise NotReady("the serving model version has no item embeddings loaded")
         query = validate_similar_request(request, engine.row_of, self._limits, engine.display_names)
         # RetrieveSimilarItemsResponse has RetrieveCandidatesResponse's fields and numbers: the same bytes.
-        return await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
+        answer = self._batcher.submit((engine, query), timeout_s=context.time_remaining())
+        return await self._answered([engine.manifest.model_version], answer)
 
     @_mapped_errors
     async def GetServiceInfo(
         self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetServiceInfoResponse:
-        return service_info(self._engine(), self._limits)
+        served = self._served()
+        return service_info(self._engine(request, served), self._limits, served.describe())
 
 
-def service_info(engine: Engine, limits: ServiceLimits) -> pb.GetServiceInfoResponse:
-    """Describes the engine serving now and the request limits."""
+def service_info(
+    engine: Engine, limits: ServiceLimits, versions: list[VersionInfo] | None = None
+) -> pb.GetServiceInfoResponse:
+    """Describes an engine (the version asked for, else the default one), the request limits and the versions
+    serving."""
     manifest = engine.manifest
     return pb.GetServiceInfoResponse(
         model_name=manifest.model_name,
@@ -151,6 +195,9 @@ def service_info(engine: Engine, limits: ServiceLimits) -> pb.GetServiceInfoResp
         max_history_length=history_length(engine.spec),
         display_attributes=engine.display_names,
         max_batch_requests=limits.max_batch_requests,
+        versions=[
+            pb.ServedVersion(model_version=v.version, labels=v.labels, is_default=v.is_default) for v in versions or ()
+        ],
     )
 
 

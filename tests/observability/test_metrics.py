@@ -20,7 +20,7 @@ from tests.service.helpers import NUM_ITEMS, ServerThread, server_config
 OK_CALLS, INVALID_CALLS = 24, 3
 
 
-def test_model_info_keeps_only_the_serving_version_and_reasons_start_at_zero() -> None:
+def test_model_info_keeps_only_the_serving_versions_and_reasons_start_at_zero() -> None:
     metrics = RetrievalMetrics(queue_capacity=32)
     get = metrics.registry.get_sample_value
     assert get("retrieval_queue_capacity") == 32 and get("retrieval_index_items") == 0
@@ -29,9 +29,23 @@ def test_model_info_keeps_only_the_serving_version_and_reasons_start_at_zero() -
     metrics.on_model_loaded("movies", 1, "Flat", "cpu", 400)
     metrics.on_model_loaded("movies", 2, "IVF16,Flat", "gpu:0", 500)
     info = metrics.model_info.collect()[0].samples
+    assert [s.labels["version"] for s in info] == ["1", "2"], "both versions serve side by side"
+    metrics.on_version_requests(1, 3, True, 0.002)
+    metrics.on_version_requests(1, 1, False, 0.5)
+    assert get("retrieval_version_requests_total", {"model_version": "1", "result": "ok"}) == 3
+    assert get("retrieval_version_requests_total", {"model_version": "1", "result": "error"}) == 1
+    assert get("retrieval_version_requests_total", {"model_version": "2", "result": "ok"}) == 0
+    assert get("retrieval_version_request_seconds_count", {"model_version": "1"}) == 1
+    metrics.on_model_unloaded("movies", 1)
+    info = metrics.model_info.collect()[0].samples
     serving = {"model": "movies", "version": "2", "index_type": "IVF16,Flat", "device": "gpu:0"}
     assert [s.labels for s in info] == [serving]
     assert info[0].value == 1 and get("retrieval_index_items") == 500
+    unloaded = {"model_version": "1", "result": "ok"}
+    assert get("retrieval_version_requests_total", unloaded) is None, "an unloaded version's series are removed"
+    assert get("retrieval_version_request_seconds_count", {"model_version": "1"}) is None
+    metrics.on_version_requests(1, 1, True, 0.01)  # a request that outlived its version: not counted under it
+    assert get("retrieval_version_requests_total", unloaded) is None
     metrics.on_rejected()
     metrics.on_dropped("deadline")
     metrics.on_dropped("deadline")

@@ -1,9 +1,10 @@
 """ModelManager with a fake loader: newest good version wins, failures are refused, remembered and retried
-only after the directory changes, pinning."""
+only after the directory changes, pinning, several versions side by side and their labels."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import pytest
 from model.bundle.reader import BundleError
 from service.model_manager import ModelManager
 from service.observer import RecordingObserver
+from service.versions import VersionPolicy
 
 
 class FakeLoader:
@@ -145,3 +147,96 @@ def test_while_nothing_serves_the_manager_says_why_naming_the_path(
     with caplog.at_level("WARNING", logger="service.model_manager"):
         manager.poll()
     assert any("holds no version directory" in r.getMessage() for r in caplog.records)
+
+
+def _served(manager: ModelManager) -> tuple[list[int], dict[str, int], int]:
+    served = manager.served
+    assert served is not None
+    return sorted(served.engines), dict(served.labels), served.default_version
+
+
+def _labels(models_dir: Path, text: str) -> None:
+    """Rewrites movies/labels.json atomically (a temporary file, then a rename)."""
+    temporary = models_dir / "movies" / ".labels.json.tmp"
+    temporary.write_text(text)
+    os.replace(temporary, models_dir / "movies" / "labels.json")
+
+
+def test_latest_two_serves_the_two_newest_and_unloads_the_oldest(tmp_path: Path) -> None:
+    manager, loader, observer = _manager(tmp_path, policy=VersionPolicy(latest=2))
+    for version in (1, 2, 3):
+        _version(tmp_path, version)
+    assert manager.poll() is not None
+    assert _served(manager) == ([2, 3], {}, 3) and loader.attempts == [3, 2]
+    before = manager.served
+    _version(tmp_path, 4)
+    manager.poll()
+    assert _served(manager) == ([3, 4], {}, 4) and loader.attempts == [3, 2, 4]
+    assert before is not None and sorted(before.engines) == [2, 3], "a published set never changes"
+    assert manager.served is not None and manager.served.engines[3] is before.engines[3], "3 was not reloaded"
+    assert [entry[1] for entry in observer.loaded] == [2, 3, 4] and observer.unloaded == [("movies", 2)]
+
+
+def test_labelled_versions_stay_loaded_and_stable_is_the_default(tmp_path: Path) -> None:
+    manager, loader, _ = _manager(tmp_path)
+    for version in (1, 2, 3):
+        _version(tmp_path, version)
+    _labels(tmp_path, '{"stable": 1, "canary": 2}')
+    manager.poll()
+    assert _served(manager) == ([1, 2, 3], {"stable": 1, "canary": 2}, 1)
+    assert manager.current is not None and manager.current.manifest.model_version == 1
+    _labels(tmp_path, '{"stable": 2}')  # promote the canary
+    assert manager.poll() is not None, "a label change alone publishes a new set"
+    assert _served(manager) == ([2, 3], {"stable": 2}, 2)
+    assert sorted(loader.attempts) == [1, 2, 3], "no version was loaded twice"
+    _labels(tmp_path, "{}")
+    manager.poll()
+    assert _served(manager) == ([3], {}, 3)
+
+
+def test_a_refused_label_keeps_its_previous_version_and_a_broken_file_keeps_the_labels(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager, _, _ = _manager(tmp_path)
+    _version(tmp_path, 1)
+    _version(tmp_path, 2)
+    _version(tmp_path, 3, bad=True)
+    _labels(tmp_path, '{"stable": 1}')
+    manager.poll()
+    with caplog.at_level("ERROR"):
+        _labels(tmp_path, '{"stable": 3, "canary": 9}')  # 3 does not load, 9 is not there
+        manager.poll()
+        manager.poll()
+        assert _served(manager) == ([1, 2], {"stable": 1}, 1)
+        _labels(tmp_path, '{"stable": ')
+        manager.poll()
+        assert _served(manager) == ([1, 2], {"stable": 1}, 1)
+    refused = [r.getMessage() for r in caplog.records if "version label refused" in r.getMessage()]
+    assert len(refused) == 2, "each refusal is logged once, not at every poll"
+    assert "label=canary version=9: the version is not on disk; the label is dropped" in refused[0]
+    assert "label=stable version=3: the version was refused; the label stays on 1" in refused[1]
+    assert any("version labels refused" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pin_and_a_policy_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exclude each other"):
+        _manager(tmp_path, pinned_version=2, policy=VersionPolicy(latest=2))
+    manager, _, _ = _manager(tmp_path, policy=VersionPolicy.of_versions([2, 1]))
+    for version in (1, 2, 3):
+        _version(tmp_path, version)
+    manager.poll()
+    assert _served(manager) == ([1, 2], {}, 2)
+
+
+def test_nothing_is_unloaded_to_leave_no_version_serving(tmp_path: Path) -> None:
+    manager, _, _ = _manager(tmp_path)
+    path = _version(tmp_path, 1)
+    manager.poll()
+    for entry in path.iterdir():
+        entry.unlink()
+    path.rmdir()  # the only serving version vanished from disk
+    assert manager.poll() is None
+    assert _served(manager) == ([1], {}, 1)
+    _version(tmp_path, 2)
+    manager.poll()
+    assert _served(manager) == ([2], {}, 2)
