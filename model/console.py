@@ -34,8 +34,8 @@ EXIT_STATUS_HELP = (
 # (oneDNN, CUDA stubs, CPU features) and keeps its errors.
 QUIET_TENSORFLOW_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 # Python loggers whose INFO lines are noise to a user: absl (TensorFlow's "Sharding callback duration" every
-# epoch) and the FAISS loader (every CPU variant it tries).
-NOISY_LOGGERS = ("absl", "faiss.loader")
+# epoch), the FAISS loader (every CPU variant it tries) and TensorFlow's Python logger ("Assets written to").
+NOISY_LOGGERS = ("absl", "faiss.loader", "tensorflow")
 
 
 class UsageError(ValueError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import logging
 import os
 import signal
@@ -16,6 +15,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from model.bundle.reserved import DEFAULT_MODEL_NAME
+from model.console import (
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    EXIT_USAGE,
+    CommandParser,
+    add_standard_flags,
+    import_tensorflow_quietly,
+    quiet_tensorflow,
+    run_command,
+)
 from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
 from service.config import ServerConfig, ServiceLimits, TlsConfig
@@ -35,16 +45,19 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults, limits, batching = ServerConfig(Path("."), "x"), ServiceLimits(), BatcherConfig()
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="retrieval-serve",
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Exit status: 0 after a clean shutdown, 2 for a usage or configuration error, 1 otherwise.",
+        epilog=EXIT_STATUS_HELP,
     )
     add = parser.add_argument
-    add("--version", action="version", version=f"%(prog)s {_version()}")
+    add_standard_flags(parser)
     add("--models-dir", type=Path, required=True, help="root holding <model-name>/<version>/ bundles")
-    add("--model-name", required=True, help="the model directory under --models-dir to serve")
+    add(
+        "--model-name", default=DEFAULT_MODEL_NAME,
+        help="the model directory under --models-dir to serve (retrieval-train and retrieval-demo export there)",
+    )  # fmt: skip
     add("--host", default=defaults.host, help="interface to bind: 0.0.0.0 all IPv4, [::] all, 127.0.0.1 local only")
     add("--port", type=int, default=defaults.port, help="gRPC port; 0 picks a free one")
     add(
@@ -91,13 +104,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("retrieval-service")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Builds the frozen server configuration from parsed flags."""
     if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
@@ -141,7 +147,8 @@ def _listening(config: ServerConfig, port: int, metrics_port: int | None, worker
 
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then drains and stops."""
-    from service.server import build_server, freeze_startup_objects  # TensorFlow loads here, after SERVING_ENV
+    import_tensorflow_quietly()  # after SERVING_ENV
+    from service.server import build_server, freeze_startup_objects
 
     freeze_startup_objects()
     _, port, handles = await build_server(config)
@@ -157,14 +164,15 @@ async def serve(config: ServerConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_tensorflow()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = config_from_args(args)
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
     except ValueError as error:
-        print(f"retrieval-serve: {error}", file=sys.stderr)
-        return 2
+        print(f"retrieval-serve: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     for key, value in SERVING_ENV.items():
         os.environ.setdefault(key, value)
     if args.workers > 1:  # each worker sizes TensorFlow's threads to its own share of the cores
@@ -174,8 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return supervisor.run(lambda port, metrics: _listening(config, port, metrics, args.workers))
     for key, value in tensorflow_thread_env(config.batcher.max_concurrent_batches).items():
         os.environ.setdefault(key, value)
-    asyncio.run(serve(config))
-    return 0
+
+    def run() -> int:
+        asyncio.run(serve(config))
+        return EXIT_OK
+
+    return run_command("retrieval-serve", run, debug=args.debug)
 
 
 if __name__ == "__main__":

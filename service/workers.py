@@ -198,6 +198,10 @@ def run_worker(
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s %(message)s")
     import asyncio
 
+    from model.console import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
     asyncio.run(_serve_worker(config, index, count, Path(run_dir), parent))
 
 
