@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -30,6 +29,7 @@ from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
 from service.config import ServerConfig, ServiceLimits, TlsConfig
 from service.cpu import tensorflow_thread_env
+from service.logs import LOG_FORMATS, configure_logging
 
 # The metrics port the Kubernetes manifests and the image use (the flag itself has no default: no endpoint).
 IMAGE_METRICS_PORT = 9464
@@ -101,6 +101,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="accepted bearer tokens, one per line, each optionally followed by expires=<ISO-8601 time>",
     )  # fmt: skip
     add("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="logging level")
+    add(
+        "--log-format", default="text", choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line with request_id, trace_id and span_id where known",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -164,8 +168,6 @@ async def serve(config: ServerConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    quiet_tensorflow()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = config_from_args(args)
         if args.workers < 1:
@@ -173,12 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"retrieval-serve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging(args.log_level.upper(), args.log_format)  # once the flags are known to be good
+    quiet_tensorflow()
     for key, value in SERVING_ENV.items():
         os.environ.setdefault(key, value)
     if args.workers > 1:  # each worker sizes TensorFlow's threads to its own share of the cores
         from service.workers import Supervisor
 
-        supervisor = Supervisor(config, args.workers, log_level=args.log_level.upper())
+        supervisor = Supervisor(config, args.workers, log_level=args.log_level.upper(), log_format=args.log_format)
         return supervisor.run(lambda port, metrics: _listening(config, port, metrics, args.workers))
     for key, value in tensorflow_thread_env(config.batcher.max_concurrent_batches).items():
         os.environ.setdefault(key, value)
