@@ -2,8 +2,8 @@
 
 Trains the two-tower model on MovieLens-100K (shipped inside the `recbole` wheel), exports a bundle, starts the
 gRPC server on localhost, asks it for a few users' candidates (excluding the movies they already rated), prints
-the answers with titles, and keeps serving until Ctrl-C. Query it meanwhile with
-`retrieval-query --target 127.0.0.1:50051 --user 42 -k 10`.
+the answers with titles, and keeps serving until Ctrl-C. It then prints a `retrieval-query` command that asks
+the same for one of the users, less the exclusions.
 """
 
 from __future__ import annotations
@@ -15,37 +15,51 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from model.bundle.reserved import DEFAULT_MODEL_NAME
+from model.console import (
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    CommandParser,
+    add_standard_flags,
+    import_tensorflow_quietly,
+    quiet_tensorflow,
+    run_command,
+)
 
-from model.bundle.reader import latest_version
-from model.data import load_movielens_100k
-from model.training.config import build_config
-from model.training.job import run
-from service.client import FeatureLike, RetrievalClient, build_request, format_response
-from service.generated.retrieval.v1 import retrieval_pb2 as pb
-from service.server import ServerConfig, build_server
+if TYPE_CHECKING:  # imported where used, so that --help answers without loading TensorFlow
+    from service.generated.retrieval.v1 import retrieval_pb2 as pb
 
 DEMO_USERS = ("1", "42", "314")
 SIMILAR_TO = "50"  # MovieLens-100K's Star Wars (1977): the demo's "more like this" example
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="retrieval-demo", description=__doc__)
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--model-name", default="movielens")
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--port", type=int, default=50051, help="0 picks a free port")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser = CommandParser(
+        prog="retrieval-demo",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXIT_STATUS_HELP,
+    )
+    add_standard_flags(parser)
+    parser.add_argument("--models-dir", type=Path, default=Path("models"), help="where the bundle is exported")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="model name of the bundle (models/<name>/)")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="the training run's outputs")
+    parser.add_argument("--port", type=int, default=50051, help="gRPC port on 127.0.0.1; 0 picks a free port")
+    parser.add_argument("--epochs", type=int, default=20, help="most training epochs (early stopping may end sooner)")
     parser.add_argument("--reuse-bundle", action="store_true", help="serve the newest existing bundle if there is one")
     parser.add_argument("--users", default=",".join(DEMO_USERS), help="comma-separated MovieLens user ids")
-    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("-k", type=int, default=10, help="candidates per user")
     parser.add_argument("--exit-after-queries", action="store_true", help="stop instead of serving until Ctrl-C")
     return parser.parse_args(argv)
 
 
 def train_bundle(args: argparse.Namespace) -> None:
     """Runs the training job on MovieLens-100K with the project's defaults and exports a bundle."""
+    from model.training.config import build_config
+    from model.training.job import run
+
     config = build_config(
         {
             "data": {"source": "movielens-100k"},
@@ -60,6 +74,11 @@ def train_bundle(args: argparse.Namespace) -> None:
 
 def demo_requests(users: Sequence[str], k: int) -> list[pb.RetrieveCandidatesRequest]:
     """Requests carrying each user's MovieLens side features, excluding every movie the user rated."""
+    import numpy as np
+
+    from model.data import load_movielens_100k
+    from service.client import FeatureLike, build_request
+
     movielens = load_movielens_100k()
     rows = movielens.users.lookup(np.array(users, dtype=object))
     log = movielens.interactions
@@ -83,7 +102,27 @@ def demo_requests(users: Sequence[str], k: int) -> list[pb.RetrieveCandidatesReq
     return requests
 
 
+def follow_up_query(target: str, request: pb.RetrieveCandidatesRequest, k: int) -> str:
+    """A `retrieval-query` command asking what the demo asked for `request`'s user, and what it leaves out."""
+    features = "".join(f" --feature {name}={_text(value)}" for name, value in sorted(request.user_features.items()))
+    return (
+        f"retrieval-query --target {target} --user {request.user_id} -k {k}{features}\n"
+        f"(the demo's request for user {request.user_id}, less its --exclude of the "
+        f"{len(request.exclude_item_ids)} movies they rated: some of those may rank among the answers)"
+    )
+
+
+def _text(value: pb.FeatureValue) -> str:
+    """A feature value as `retrieval-query --feature` takes it (lists comma-separated)."""
+    kind = value.WhichOneof("value")
+    held = getattr(value, kind) if kind else ""
+    return ",".join(map(str, held.values)) if hasattr(held, "values") else str(held)
+
+
 async def serve_and_query(args: argparse.Namespace) -> None:
+    from service.client import RetrievalClient, format_response
+    from service.server import ServerConfig, build_server
+
     config = ServerConfig(models_dir=args.models_dir, model_name=args.model_name, host="127.0.0.1", port=args.port)
     _, port, handles = await build_server(config)
     try:
@@ -108,7 +147,8 @@ async def serve_and_query(args: argparse.Namespace) -> None:
         print("\n".join(format_response(await asyncio.to_thread(similar))), flush=True)
         if args.exit_after_queries:
             return
-        print(f"\nstill serving on {target}; try: retrieval-query --target {target} --user 42 -k 10", flush=True)
+        follow_up = next((r for r in requests if r.user_id == "42"), requests[0])
+        print(f"\nstill serving on {target}; try:\n{follow_up_query(target, follow_up, args.k)}", flush=True)
         print("press Ctrl-C to stop", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -121,11 +161,19 @@ async def serve_and_query(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_tensorflow()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not (args.reuse_bundle and latest_version(args.models_dir / args.model_name) is not None):
-        train_bundle(args)
-    asyncio.run(serve_and_query(args))
-    return 0
+
+    def demo() -> int:
+        import_tensorflow_quietly()
+        from model.bundle.reader import latest_version
+
+        if not (args.reuse_bundle and latest_version(args.models_dir / args.model_name) is not None):
+            train_bundle(args)
+        asyncio.run(serve_and_query(args))
+        return EXIT_OK
+
+    return run_command("retrieval-demo", demo, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
-import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from model.bundle.reserved import DEFAULT_MODEL_NAME
+from model.console import (
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    EXIT_USAGE,
+    CommandParser,
+    add_standard_flags,
+    import_tensorflow_quietly,
+    quiet_tensorflow,
+    run_command,
+)
 from service.auth import BearerToken, parse_token_lines
 from service.batcher import BatcherConfig
 from service.config import ServerConfig, ServiceLimits, TlsConfig
 from service.cpu import tensorflow_thread_env
+from service.logs import LOG_FORMATS, configure_logging
 from service.versions import VersionPolicy
 
 # The metrics port the Kubernetes manifests and the image use (the flag itself has no default: no endpoint).
@@ -36,16 +46,19 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults, limits, batching = ServerConfig(Path("."), "x"), ServiceLimits(), BatcherConfig()
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="retrieval-serve",
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Exit status: 0 after a clean shutdown, 2 for a usage or configuration error, 1 otherwise.",
+        epilog=EXIT_STATUS_HELP,
     )
     add = parser.add_argument
-    add("--version", action="version", version=f"%(prog)s {_version()}")
+    add_standard_flags(parser)
     add("--models-dir", type=Path, required=True, help="root holding <model-name>/<version>/ bundles")
-    add("--model-name", required=True, help="the model directory under --models-dir to serve")
+    add(
+        "--model-name", default=DEFAULT_MODEL_NAME,
+        help="the model directory under --models-dir to serve (retrieval-train and retrieval-demo export there)",
+    )  # fmt: skip
     add("--host", default=defaults.host, help="interface to bind: 0.0.0.0 all IPv4, [::] all, 127.0.0.1 local only")
     add("--port", type=int, default=defaults.port, help="gRPC port; 0 picks a free one")
     add(
@@ -94,6 +107,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="accepted bearer tokens, one per line, each optionally followed by expires=<ISO-8601 time>",
     )  # fmt: skip
     add("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="logging level")
+    add(
+        "--log-format", default="text", choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line with request_id, trace_id and span_id where known",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -102,13 +119,6 @@ def _version_policy(text: str) -> VersionPolicy:
         return VersionPolicy.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("retrieval-service")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -155,7 +165,8 @@ def _listening(config: ServerConfig, port: int, metrics_port: int | None, worker
 
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then drains and stops."""
-    from service.server import build_server, freeze_startup_objects  # TensorFlow loads here, after SERVING_ENV
+    import_tensorflow_quietly()  # after SERVING_ENV
+    from service.server import build_server, freeze_startup_objects
 
     freeze_startup_objects()
     _, port, handles = await build_server(config)
@@ -171,25 +182,30 @@ async def serve(config: ServerConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = config_from_args(args)
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
     except ValueError as error:
-        print(f"retrieval-serve: {error}", file=sys.stderr)
-        return 2
+        print(f"retrieval-serve: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(args.log_level.upper(), args.log_format)  # once the flags are known to be good
+    quiet_tensorflow()
     for key, value in SERVING_ENV.items():
         os.environ.setdefault(key, value)
     if args.workers > 1:  # each worker sizes TensorFlow's threads to its own share of the cores
         from service.workers import Supervisor
 
-        supervisor = Supervisor(config, args.workers, log_level=args.log_level.upper())
+        supervisor = Supervisor(config, args.workers, log_level=args.log_level.upper(), log_format=args.log_format)
         return supervisor.run(lambda port, metrics: _listening(config, port, metrics, args.workers))
     for key, value in tensorflow_thread_env(config.batcher.max_concurrent_batches).items():
         os.environ.setdefault(key, value)
-    asyncio.run(serve(config))
-    return 0
+
+    def run() -> int:
+        asyncio.run(serve(config))
+        return EXIT_OK
+
+    return run_command("retrieval-serve", run, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """`retrieval-query`: asks a retrieval server for one user's candidates and prints rank, id, score and title.
 
 Feature values are given as `--feature name=value` and converted with the kinds that GetServiceInfo
-reports (lists are comma-separated), e.g. `retrieval-query --user 42 -k 10 --feature genres=Drama,Comedy`.
+reports (lists are comma-separated); `--json` prints the whole response as JSON for scripts.
+
+examples (against retrieval-demo's MovieLens model):
+  retrieval-query --target 127.0.0.1:50051 --user 42 -k 10 --feature gender=M --feature age=25 --exclude 50
+  retrieval-query --target 127.0.0.1:50051 --similar-to 50 -k 10 --json
 """
 
 from __future__ import annotations
@@ -12,13 +16,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
+from google.protobuf import json_format
 
+from model.console import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    CommandParser,
+    UsageError,
+    add_standard_flags,
+    run_command,
+)
 from service.client import FeatureLike, RetrievalClient, error_details, format_response
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="retrieval-query", description=__doc__)
+    parser = CommandParser(
+        prog="retrieval-query",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXIT_STATUS_HELP,
+    )
+    add_standard_flags(parser)
     parser.add_argument("--target", default="localhost:50051", help="server host:port")
     parser.add_argument("--user", default=None, help="user id (required unless --similar-to is given)")
     parser.add_argument(
@@ -35,7 +55,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a display attribute to show with each candidate (repeatable; default: all of them, '*')",
     )  # fmt: skip
     chosen = parser.add_mutually_exclusive_group()
-    chosen.add_argument("--version", type=int, default=None, metavar="N", help="ask model version N")
+    chosen.add_argument(
+        "--model-version",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ask model version N (--version prints this program's)",
+    )
     chosen.add_argument(
         "--version-label", default=None, metavar="LABEL", help="ask the version with this label, e.g. canary"
     )
@@ -43,7 +69,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ca-cert", type=Path, default=None, help="CA certificate (PEM): use TLS")
     parser.add_argument("--client-cert", type=Path, default=None, help="client certificate (PEM) for mTLS")
     parser.add_argument("--client-key", type=Path, default=None, help="client key (PEM) for mTLS")
-    parser.add_argument("--timeout-s", type=float, default=10.0)
+    parser.add_argument("--timeout-s", type=float, default=10.0, help="deadline of each call in seconds")
+    parser.add_argument(
+        "--json", action="store_true", help="print the response as JSON (proto field names) instead of a table"
+    )
     args = parser.parse_args(argv)
     if args.user is None and not args.similar_to:
         parser.error("--user or --similar-to is required")
@@ -56,21 +85,28 @@ def convert_features(raw: Sequence[str], kinds: Mapping[str, int]) -> dict[str, 
     for item in raw:
         name, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--feature expects NAME=VALUE, got {item!r}")
-        kind = kinds.get(name, pb.FEATURE_KIND_STRING)
-        if kind == pb.FEATURE_KIND_FLOAT:
-            features[name] = float(value)
-        elif kind == pb.FEATURE_KIND_INT64:
-            features[name] = int(value)
-        elif kind == pb.FEATURE_KIND_STRING_LIST:
-            features[name] = [v for v in value.split(",") if v]
-        elif kind == pb.FEATURE_KIND_INT64_LIST:
-            features[name] = [int(v) for v in value.split(",") if v]
-        elif kind == pb.FEATURE_KIND_FLOAT_LIST:
-            features[name] = [float(v) for v in value.split(",") if v]
-        else:
-            features[name] = value
+            raise UsageError(f"--feature expects NAME=VALUE, got {item!r}")
+        try:
+            features[name] = _convert(value, kinds.get(name, pb.FEATURE_KIND_STRING))
+        except ValueError:
+            expected = pb.FeatureKind.Name(kinds[name]).removeprefix("FEATURE_KIND_").lower().replace("_", " ")
+            raise UsageError(f"--feature {name}={value!r}: feature {name!r} expects {expected}") from None
     return features
+
+
+def _convert(value: str, kind: int) -> FeatureLike:
+    """One feature value from its text, by the server's kind (lists comma-separated)."""
+    if kind == pb.FEATURE_KIND_FLOAT:
+        return float(value)
+    if kind == pb.FEATURE_KIND_INT64:
+        return int(value)
+    if kind == pb.FEATURE_KIND_STRING_LIST:
+        return [v for v in value.split(",") if v]
+    if kind == pb.FEATURE_KIND_INT64_LIST:
+        return [int(v) for v in value.split(",") if v]
+    if kind == pb.FEATURE_KIND_FLOAT_LIST:
+        return [float(v) for v in value.split(",") if v]
+    return value
 
 
 def _client(args: argparse.Namespace) -> RetrievalClient:
@@ -89,13 +125,18 @@ def _client(args: argparse.Namespace) -> RetrievalClient:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_command("retrieval-query", lambda: query(args), debug=args.debug)
+
+
+def query(args: argparse.Namespace) -> int:
+    """Asks the server and prints the answer; a gRPC error is one line naming its code and reason (exit 1)."""
     try:
         with _client(args) as client:
             response: pb.RetrieveCandidatesResponse | pb.RetrieveSimilarItemsResponse
             if args.similar_to:
                 response = client.similar_items(
                     args.similar_to, args.k, exclude=args.exclude, display=args.display or ["*"],
-                    version=args.version, version_label=args.version_label,
+                    version=args.model_version, version_label=args.version_label,
                 )  # fmt: skip
             else:
                 kinds = {f.name: f.kind for f in client.service_info().features} if args.feature else {}
@@ -107,19 +148,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                     exclude=args.exclude,
                     exclude_history=args.exclude_history,
                     display=args.display or ["*"],
-                    version=args.version,
+                    version=args.model_version,
                     version_label=args.version_label,
                 )
     except grpc.RpcError as error:
         details = error_details(error)
         reason = f" (reason {details.reason})" if details.reason else ""
-        print(f"retrieval-query: {details.code}: {details.message}{reason}", file=sys.stderr)
-        return 1
-    except ValueError as error:
-        print(f"retrieval-query: {error}", file=sys.stderr)
-        return 2
-    print("\n".join(format_response(response)))
-    return 0
+        print(f"retrieval-query: error: {details.code}: {details.message}{reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(
+            json_format.MessageToJson(
+                response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2
+            )
+        )
+    else:
+        print("\n".join(format_response(response)))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

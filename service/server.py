@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from service.admission import AdmissionGate
 from service.auth import BearerTokenInterceptor
 from service.batcher import MicroBatcher
+from service.call_log import CallLogInterceptor
 from service.config import ServerConfig
 from service.cpu import share_cpu_threads
 from service.decoding import RequestDecodingInterceptor
@@ -172,7 +173,8 @@ async def build_server(
     for name in HEALTH_SERVICES:
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    chain = [MetricsInterceptor(metrics)] if metrics is not None else []
+    chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)] if metrics is not None else []
+    chain.append(CallLogInterceptor())  # inside the metrics (and tracing) interceptors: logs see the span
     chain.extend(interceptors)
     if config.auth_tokens:
         chain.append(BearerTokenInterceptor(config.auth_tokens))

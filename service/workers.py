@@ -37,6 +37,7 @@ from pathlib import Path
 
 from service.config import ServerConfig
 from service.cpu import WORKER_CPUS_ENV, tensorflow_thread_env, worker_cpus
+from service.logs import LogFormat, configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +81,18 @@ class Supervisor:
         config: the server configuration; its port is shared (0 picks a free one for all workers).
         workers: number of worker processes (>= 1).
         log_level: logging level name for the workers.
+        log_format: "text" or "json" log lines (service.logs).
     """
 
-    def __init__(self, config: ServerConfig, workers: int, *, log_level: str = "INFO") -> None:
+    def __init__(
+        self, config: ServerConfig, workers: int, *, log_level: str = "INFO", log_format: LogFormat = "text"
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._config = config
         self._count = workers
         self._log_level = log_level
+        self._log_format = log_format
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._stopping = threading.Event()
@@ -132,7 +137,7 @@ class Supervisor:
         env = worker_environment(index, self._gpus, self._count)
         process = self._context.Process(
             target=run_worker,
-            args=(config, index, self._count, str(self._run_dir), env, self._log_level, os.getpid()),
+            args=(config, index, self._count, str(self._run_dir), env, self._log_level, os.getpid(), self._log_format),
             name=f"retrieval-worker-{index}",
         )
         process.start()
@@ -189,14 +194,25 @@ class Supervisor:
 
 
 def run_worker(
-    config: ServerConfig, index: int, count: int, run_dir: str, env: dict[str, str], log_level: str, parent: int
+    config: ServerConfig,
+    index: int,
+    count: int,
+    run_dir: str,
+    env: dict[str, str],
+    log_level: str,
+    parent: int,
+    log_format: LogFormat = "text",
 ) -> None:
     """A worker process's main (spawned by the supervisor): serves until SIGTERM/SIGINT or the parent's death."""
     os.environ.update(env)  # before TensorFlow and FAISS are imported, below
     for key, value in tensorflow_thread_env(config.batcher.max_concurrent_batches).items():
         os.environ.setdefault(key, value)
-    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s %(message)s")
+    configure_logging(log_level, log_format, prefix=f"worker-{index} ")
     import asyncio
+
+    from model.console import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     asyncio.run(_serve_worker(config, index, count, Path(run_dir), parent))
 

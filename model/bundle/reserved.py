@@ -38,3 +38,6 @@ OUTPUT_KEY = "embedding"
 # items.parquet columns that are not display columns.
 ITEM_ID_COLUMN = "item_id"
 POPULARITY_COLUMN = "popularity"
+
+# The model name of `models/<name>/` that training exports to and the server serves unless told otherwise.
+DEFAULT_MODEL_NAME = "retrieval"

@@ -8,7 +8,9 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from model.bundle.reserved import DEFAULT_MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class DataConfig:
             whose hyperparameters and epoch count were chosen on validation by an earlier run.
     """
 
-    source: str = "movielens-100k"
+    source: Literal["movielens-100k", "synthetic", "files"] = "movielens-100k"
     interactions: str = ""
     user_features: str = ""
     item_features: str = ""
@@ -54,7 +56,7 @@ class DataConfig:
     item_numeric: tuple[str, ...] = ()
     item_multi_categorical: tuple[str, ...] = ()
     display_column: str = ""
-    split: str = "leave-last-out"
+    split: Literal["leave-last-out", "time"] = "leave-last-out"
     validation_cutoff: float = 0.0
     test_cutoff: float = 0.0
     use_weights: bool = False
@@ -72,7 +74,7 @@ class ModelConfig:
         feature_dim: default embedding size of categorical features.
         feature_dim_multiplier: if > 0, size embeddings as multiplier * cardinality ** 0.25.
         similarity: "cosine" (L2-normalised embeddings) or "dot".
-        temperature: logits are divided by it.
+        temperature: logits are divided by it (0.1: the MovieLens benchmark's choice on validation).
         logq_correction: subtract log sampling probabilities.
         sampler: "in-batch", "mixed" (in-batch + popularity) or "cross-batch" (in-batch + memory bank).
         popularity_samples: popularity negatives per batch (sampler = "mixed").
@@ -88,16 +90,16 @@ class ModelConfig:
     dropout: float = 0.0
     feature_dim: int = 32
     feature_dim_multiplier: float = 0.0
-    similarity: str = "cosine"
-    temperature: float = 0.05
+    similarity: Literal["cosine", "dot"] = "cosine"
+    temperature: float = 0.1
     logq_correction: bool = True
-    sampler: str = "in-batch"
+    sampler: Literal["in-batch", "mixed", "cross-batch"] = "in-batch"
     popularity_samples: int = 256
     memory_batches: int = 4
     memory_warmup_steps: int = 200
     streaming_frequency: bool = False
     hard_negatives: int = 0
-    tower: str = "two-tower"
+    tower: Literal["two-tower", "sequential"] = "two-tower"
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class TrainConfig:
     Attributes:
         epochs: maximum number of epochs.
         batch_size: examples per step.
-        learning_rate: Adam learning rate (the peak of a schedule).
+        learning_rate: Adam learning rate (the peak of a schedule; 0.005: the MovieLens benchmark's choice on
+            validation).
         lr_schedule: "constant", or "cosine": decays from learning_rate to 0 over `decay_epochs` epochs and
             stays there.
         decay_epochs: length of the cosine decay in epochs (0 = `epochs`); set it when a run is cut short (a
@@ -118,21 +121,22 @@ class TrainConfig:
         mixed_precision: train under the mixed_float16 policy.
         jit_compile: compile the train step with XLA.
         strategy: "default", "mirrored" or "multi-worker" (reads TF_CONFIG).
-        verbose: Keras progress output (0 = silent, 1 = progress bar, 2 = one line per epoch).
+        verbose: Keras progress output (0 = none: the one log line per epoch, 1 = progress bar, 2 = a Keras line
+            per epoch; -1 = a progress bar on a terminal, else none).
     """
 
     epochs: int = 20
     batch_size: int = 512
-    learning_rate: float = 0.002
-    lr_schedule: str = "constant"
+    learning_rate: float = 0.005
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     decay_epochs: int = 0
     seed: int = 42
     patience: int = 5
     eval_k: int = 10
     mixed_precision: bool = False
     jit_compile: bool = False
-    strategy: str = "default"
-    verbose: int = 1
+    strategy: Literal["default", "mirrored", "multi-worker"] = "default"
+    verbose: int = -1
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,8 @@ class SequenceConfig:
         full_softmax: score every catalog item as a negative instead of using model.sampler.
     """
 
-    encoder: str = "transformer"
-    objective: str = "causal"
+    encoder: Literal["transformer", "average"] = "transformer"
+    objective: Literal["masked", "causal"] = "causal"
     max_length: int = 50
     mask_probability: float = 0.2
     num_layers: int = 2
@@ -176,7 +180,7 @@ class SequenceConfig:
     stride: int = 0
     max_targets: int = 0
     mask_seen_negatives: bool = False
-    padding: str = "left"
+    padding: Literal["left", "right"] = "left"
     user_features: bool = False
     full_softmax: bool = False
 
@@ -193,8 +197,8 @@ class ExportConfig:
     """
 
     models_dir: str = "models"
-    name: str = "retrieval"
-    index: str = "flat"
+    name: str = DEFAULT_MODEL_NAME
+    index: Literal["flat", "ivf", "hnsw", "ivfpq"] = "flat"
     enabled: bool = True
 
 
@@ -220,6 +224,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Converts a TOML/CLI value to the field's declared type, with an error naming the field."""
     origin = typing.get_origin(annotation)
     try:
+        if origin is Literal:
+            choices = typing.get_args(annotation)
+            if value not in choices:
+                raise ValueError(f"{value!r} is not one of {', '.join(map(repr, choices))}")
+            return value
         if origin is tuple:
             (inner, _ellipsis) = typing.get_args(annotation)
             items = value.split(",") if isinstance(value, str) else list(value)

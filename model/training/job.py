@@ -114,12 +114,14 @@ def refit_split(split: Split) -> Split:
 def run(
     config: RunConfig, *, resume: bool = False, callbacks: list[keras.callbacks.Callback] | None = None
 ) -> RunResult:
-    """Runs the whole job; writes config.json, metrics.json, training.png and summary.md to the run dir."""
+    """Runs the whole job; writes config.json, metrics.json, training.png and summary.md to the run dir.
+
+    The run directory is created once the data is loaded, split and prepared, so that an input error leaves
+    none behind.
+    """
     strategy = make_strategy(config.train.strategy)  # first: multi-worker collectives configure at start-up
     chief = is_chief()
     run_dir = Path(config.output_dir) if chief else Path(config.output_dir) / f".worker-{worker_index()}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     keras.utils.set_random_seed(config.train.seed)
     previous_policy = keras.mixed_precision.dtype_policy()
     if config.train.mixed_precision:
@@ -152,6 +154,9 @@ def _run(
         use_weights=config.data.use_weights,
         display_column=display,
     )
+    # Only now, with the inputs read and checked: a bad file, column or value leaves no run directory behind.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     if config.model.tower == "sequential":
         trained = train_sequential(
             log,

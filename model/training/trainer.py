@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import keras
 import numpy as np
@@ -175,6 +176,17 @@ class EpochEnd(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def keras_verbosity(verbose: int, stream: TextIO | None = None) -> int:
+    """Keras' `verbose` for `TrainConfig.verbose`: -1 is a progress bar on a terminal and none otherwise.
+
+    Without a bar, `EpochEnd` logs the one line per epoch: redirected output gets plain lines, no ANSI codes.
+    """
+    if verbose >= 0:
+        return verbose
+    stream = stream if stream is not None else sys.stdout
+    return 1 if stream.isatty() else 0
+
+
 def train(
     model: keras.Model,
     data: PreparedData,
@@ -213,11 +225,18 @@ def train(
         if validate is None and selecting:
             validate = lambda m: validation_metrics(m, data, (config.eval_k,), config.seed)  # noqa: E731
         epoch_end = EpochEnd(validate, num_examples or 0, config, state, run_dir, manager)
+        logger.info(  # the first epoch takes seconds (tracing the step); say that it started
+            "training epochs %d-%d on %d examples per epoch, batch size %d",
+            state.epochs_done + 1,
+            config.epochs,
+            num_examples or 0,
+            config.batch_size,
+        )
         model.fit(
             dataset,
             epochs=config.epochs,
             initial_epoch=state.epochs_done,
-            verbose=config.verbose,
+            verbose=keras_verbosity(config.verbose),
             shuffle=False,  # the dataset shuffles itself
             callbacks=[epoch_end, *(extra_callbacks or [])],
         )

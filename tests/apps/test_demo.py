@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from model.bundle.reader import open_bundle
+from model.bundle.reserved import DEFAULT_MODEL_NAME
 from model.data import load_movielens_100k
 
 
@@ -22,8 +23,8 @@ def test_demo_trains_serves_and_prints_candidates_with_titles(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "serving movielens version 1 on 127.0.0.1:" in out
-    bundle = open_bundle(models / "movielens" / "1")
+    assert f"serving {DEFAULT_MODEL_NAME} version 1 on 127.0.0.1:" in out
+    bundle = open_bundle(models / DEFAULT_MODEL_NAME / "1")
     titles = dict(
         zip(bundle.load_items().ids.tolist(), bundle.load_items().display["movie_title"].tolist(), strict=True)
     )
@@ -43,3 +44,17 @@ def test_demo_trains_serves_and_prints_candidates_with_titles(tmp_path):
     for rank, line in enumerate(lines):
         position, item_id, _score, title = line.split(maxsplit=3)
         assert int(position) == rank and titles[item_id] == title and item_id != "50"
+
+
+def test_follow_up_query_repeats_the_demo_request_and_says_what_it_leaves_out():
+    from apps.demo import follow_up_query
+    from service.client import build_request
+
+    request = build_request("42", 10, features={"age": 36.0, "gender": "M"}, exclude=["50", "181"])
+    text = follow_up_query("127.0.0.1:50051", request, 10)
+    command, note = text.splitlines()
+    assert command == "retrieval-query --target 127.0.0.1:50051 --user 42 -k 10 --feature age=36.0 --feature gender=M"
+    assert note == (
+        "(the demo's request for user 42, less its --exclude of the 2 movies they rated: "
+        "some of those may rank among the answers)"
+    )

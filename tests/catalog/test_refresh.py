@@ -147,12 +147,12 @@ def test_an_old_bundle_without_an_item_tower_still_loads_and_is_refused(tmp_path
 def test_cli_writes_a_version_and_refuses_a_bad_table_with_exit_code_2(tmp_path: Path, capsys) -> None:
     parent, _ = export_item_bundle(tmp_path / "models")
     table = write_table(tmp_path / "items.parquet", _new_catalog())
-    assert main([str(parent), str(table), "--batch-size", "7", "--version", "5"]) == 0
+    assert main([str(parent), str(table), "--batch-size", "7", "--new-version", "5"]) == 0
     out = capsys.readouterr().out
     assert f"wrote {parent.parent / '5'}: parent version 1, 40 added, 60 removed, 6 changed" in out
     columns = item_rows(range(5))
     columns.pop("genres")
-    assert main([str(parent), str(write_table(tmp_path / "bad.parquet", columns))]) == 2
+    assert main([str(parent), str(write_table(tmp_path / "bad.parquet", columns))]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("retrieval-catalog: ") and "'genres'" in err and "\n" not in err
     assert list_versions(parent.parent) == [1, 5]

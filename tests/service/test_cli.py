@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -113,3 +114,24 @@ def test_serve_process_answers_and_stops_on_sigterm(bundle_path: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_query_cli_json_prints_the_response_for_scripts(
+    server: ServerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--target", server.target, "--user", "u1", "-k", "3", "--exclude", "item0001", "--json"]
+    assert query_cli.main(argv) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["model_name"], answer["model_version"]) == (MODEL, "1")  # int64 is a string in proto JSON
+    assert [c["rank"] for c in answer["candidates"]] == [0, 1, 2]  # zeros printed too
+    ids = [c["item_id"] for c in answer["candidates"]]
+    assert len(ids) == 3 and "item0001" not in ids
+    scores = [c["score"] for c in answer["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_query_cli_names_the_feature_it_cannot_convert(
+    server: ServerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert query_cli.main(["--target", server.target, "--user", "u1", "--feature", "age=abc"]) == 2
+    assert capsys.readouterr().err == "retrieval-query: error: --feature age='abc': feature 'age' expects float\n"

@@ -208,7 +208,7 @@ def test_unknown_versions_decode_on_the_client_and_service_info_lists_the_versio
         with pytest.raises(ValueError, match="not both"):
             client.retrieve("u1", 3, version=1, version_label="stable")
 
-        assert query_cli.main(["--target", server.target, "--user", "u1", "-k", "2", "--version", "2"]) == 0
+        assert query_cli.main(["--target", server.target, "--user", "u1", "-k", "2", "--model-version", "2"]) == 0
         assert capsys.readouterr().out.startswith(f"model {MODEL} version 2")
         assert query_cli.main(["--target", server.target, "--user", "u1", "--version-label", "canary"]) == 1
         assert "NOT_FOUND" in capsys.readouterr().err

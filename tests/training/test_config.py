@@ -30,7 +30,7 @@ def test_toml_then_command_line_overrides(tmp_path):
 
 def test_every_field_is_a_command_line_flag():
     args = parse_args(["--train.learning_rate", "0.1", "--model.logq_correction", "false"])
-    assert vars(args)["train.learning_rate"] == "0.1"
+    assert vars(args)["train.learning_rate"] == 0.1 and vars(args)["model.logq_correction"] is False
     assert set(field_paths()) <= set(vars(args))
     config = build_config(apply_overrides({}, {"train.learning_rate": "0.1", "model.logq_correction": "false"}))
     assert config.train.learning_rate == 0.1 and config.model.logq_correction is False
