@@ -13,6 +13,7 @@ from service.admission import AdmissionGate
 from service.batcher import MicroBatcher
 from service.engine import Engine
 from service.errors import InvalidRequest, NotReady, ServiceError, rich_status
+from service.filters import attribute_kind
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from service.query import Query
@@ -89,7 +90,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     ) -> bytes:
         self._batcher.check_room()  # refuse before validating: under overload refusals must be cheap
         engine = self._engine()
-        query = validate_request(request, engine.spec, self._limits, engine.display_names)
+        query = validate_request(request, engine.spec, self._limits, engine.display_names, engine.attribute_kinds)
         # The serialised response, built with its whole batch in the compute thread (service/responses.py).
         return await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
 
@@ -107,7 +108,9 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         queries = []
         for i, single in enumerate(request.requests):
             try:
-                queries.append(validate_request(single, engine.spec, self._limits, engine.display_names))
+                queries.append(
+                    validate_request(single, engine.spec, self._limits, engine.display_names, engine.attribute_kinds)
+                )
             except InvalidRequest as error:
                 raise error.within(f"requests[{i}].") from error
         answers = await self._batcher.submit_many([(engine, q) for q in queries], timeout_s=context.time_remaining())
@@ -121,7 +124,9 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         engine = self._engine()
         if not engine.answers_similar_items:
             raise NotReady("the serving model version has no item embeddings loaded")
-        query = validate_similar_request(request, engine.row_of, self._limits, engine.display_names)
+        query = validate_similar_request(
+            request, engine.row_of, self._limits, engine.display_names, engine.attribute_kinds
+        )
         # RetrieveSimilarItemsResponse has RetrieveCandidatesResponse's fields and numbers: the same bytes.
         return await self._batcher.submit((engine, query), timeout_s=context.time_remaining())
 
@@ -151,6 +156,10 @@ def service_info(engine: Engine, limits: ServiceLimits) -> pb.GetServiceInfoResp
         max_history_length=history_length(engine.spec),
         display_attributes=engine.display_names,
         max_batch_requests=limits.max_batch_requests,
+        filterable_attributes=[
+            pb.FilterableAttribute(name=name, kind=attribute_kind(kind))
+            for name, kind in engine.attribute_kinds.items()
+        ],
     )
 
 
