@@ -14,10 +14,14 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from service.filter_syntax import parse_filter
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 
 FeatureLike = str | int | float | Sequence[str] | Sequence[int] | Sequence[float]
+# An item filter: an ItemFilter message, or restrict strings such as ["genres=Comedy", "release_year>=1990"]
+# (service/filter_syntax.py).
+FilterLike = pb.ItemFilter | Sequence[str]
 
 # gRPC's own retry policy (service config, gRFC A6) for the retrieval methods: UNAVAILABLE (no model loaded yet,
 # a replica shutting down or unreachable) is retried with exponential backoff, and the server's pushback
@@ -134,9 +138,11 @@ def build_request(
     display: Sequence[str] = (),
     version: int | None = None,
     version_label: str | None = None,
+    filter: FilterLike | None = None,
 ) -> pb.RetrieveCandidatesRequest:
     """A RetrieveCandidatesRequest from plain Python values; `display` selects display attributes ("*": all);
-    `version` or `version_label` chooses the model version (neither: the server's default version)."""
+    `version` or `version_label` chooses the model version (neither: the server's default version); `filter`
+    the items that may be returned (`FilterLike`)."""
     request = pb.RetrieveCandidatesRequest(
         user_id=user_id,
         num_candidates=k,
@@ -146,6 +152,7 @@ def build_request(
         exclude_history=exclude_history,
         request_id=request_id,
         display_attributes=list(display),
+        filter=item_filter(filter),
     )
     return choose_version(request, version, version_label)
 
@@ -170,6 +177,15 @@ def choose_version(
     elif version_label is not None:
         request.version_label = version_label
     return request
+
+
+def item_filter(value: FilterLike | None, kinds: Mapping[str, int] | None = None) -> pb.ItemFilter | None:
+    """An ItemFilter from a `FilterLike` (restrict strings are parsed with the attribute `kinds`, if known)."""
+    if value is None or isinstance(value, pb.ItemFilter):
+        return value
+    if isinstance(value, str):
+        value = [value]
+    return parse_filter(value, kinds)
 
 
 class RetrievalClient:
@@ -221,6 +237,8 @@ class RetrievalClient:
         the kinds the server reports (e.g. an int for a numeric feature is sent as a float)."""
         if kwargs.get("features"):
             kwargs["features"] = self.typed_features(kwargs["features"], timeout_s=timeout_s)
+        if kwargs.get("filter") is not None and not isinstance(kwargs["filter"], pb.ItemFilter):
+            kwargs["filter"] = item_filter(kwargs["filter"], self.attribute_kinds(timeout_s=timeout_s))
         return self.call(self.stub.RetrieveCandidates, build_request(user_id, k, **kwargs), timeout_s)
 
     def typed_features(
@@ -232,6 +250,10 @@ class RetrievalClient:
             self._kinds = {f.name: f.kind for f in self.service_info(timeout_s=timeout_s).features}
         return {name: _as_kind(value, self._kinds.get(name)) for name, value in features.items()}
 
+    def attribute_kinds(self, *, timeout_s: float | None = None) -> dict[str, int]:
+        """Filterable attribute name -> `pb.AttributeKind`, as GetServiceInfo reports them (asked each call)."""
+        return {a.name: a.kind for a in self.service_info(timeout_s=timeout_s).filterable_attributes}
+
     def similar_items(
         self,
         item_ids: Sequence[str],
@@ -240,18 +262,22 @@ class RetrievalClient:
         exclude: Sequence[str] = (),
         display: Sequence[str] = (),
         request_id: str = "",
+        filter: FilterLike | None = None,
         timeout_s: float | None = None,
         version: int | None = None,
         version_label: str | None = None,
     ) -> pb.RetrieveSimilarItemsResponse:
-        """The k items most similar to `item_ids` ("more like this"), which are never returned themselves;
-        `version` or `version_label` chooses the model version."""
+        """The k items most similar to `item_ids` ("more like this"), which are never returned themselves; only
+        items that pass `filter` (`FilterLike`); `version` or `version_label` chooses the model version."""
+        if filter is not None and not isinstance(filter, pb.ItemFilter):
+            filter = item_filter(filter, self.attribute_kinds(timeout_s=timeout_s))
         request = pb.RetrieveSimilarItemsRequest(
             item_ids=list(item_ids),
             num_candidates=k,
             exclude_item_ids=list(exclude),
             display_attributes=list(display),
             request_id=request_id,
+            filter=filter,
         )
         choose_version(request, version, version_label)
         return self.call(self.stub.RetrieveSimilarItems, request, timeout_s)

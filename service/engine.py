@@ -3,8 +3,10 @@
 `Engine.retrieve` answers a batch of validated queries with one query-tower call and ONE index search for
 max(k_i + |exclusions_i|) neighbours (bounded by the catalog, and by FAISS's GPU k limit), then drops each
 query's excluded items, keeping the order. Exclusions are filtered here, never with an IDSelector, which GPU
-indexes ignore. All calls block: run them off the event loop. Concurrent calls search a CPU index at the same
-time but take turns on a GPU index, which FAISS allows one calling thread at a time.
+indexes ignore. Queries with an item filter leave that batched search: the filter planner
+(`service.filter_planner`) answers each from the rows that pass its filter, minus its exclusions. All calls
+block: run them off the event loop. Concurrent calls search a CPU index at the same time but take turns on a GPU
+index, which FAISS allows one calling thread at a time.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import faiss
 import numpy as np
 import tensorflow as tf
 
-from model.bundle.contract import GPU_MAX_K, CategoricalFeature, Manifest, TowerSpec, place_index
+from model.bundle.contract import GPU_MAX_K, AttributeKind, CategoricalFeature, Manifest, TowerSpec, place_index
 from model.bundle.reader import Bundle
+from service.attributes import AttributeTable
+from service.filter_planner import FilterPlanner, PlannerConfig
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
 from service.responses import encode_responses
@@ -48,7 +52,10 @@ class Engine:
         keep_alive: objects the index needs alive (e.g. FAISS GPU resources).
         display: display columns by name, each [N] aligned with `item_ids` (e.g. titles).
         item_embeddings: [N, d] item embeddings (row i = FAISS id i; memory-mapped from the bundle), the query
-            vectors of similar-item queries; None: the engine answers no similar-item query.
+            vectors of similar-item queries and what filtered queries score by brute force; None: the engine
+            answers no similar-item or filtered query.
+        attributes: the filterable attributes of the catalog; None: none.
+        planner: thresholds of the filter planner.
     """
 
     def __init__(
@@ -64,6 +71,8 @@ class Engine:
         keep_alive: Any = None,
         display: Mapping[str, np.ndarray] | None = None,
         item_embeddings: np.ndarray | None = None,
+        attributes: AttributeTable | None = None,
+        planner: PlannerConfig | None = None,
     ) -> None:
         if index.ntotal != len(item_ids):
             raise ValueError(f"index holds {index.ntotal} vectors but there are {len(item_ids)} item ids")
@@ -84,6 +93,19 @@ class Engine:
         self._wire = CandidateEncoder(self._item_ids.tolist())
         self._item_embeddings = item_embeddings
         self._cosine = manifest.similarity == "cosine"
+        self.attributes = attributes or AttributeTable.empty(len(item_ids))
+        self._planner = (
+            FilterPlanner(
+                index,
+                item_embeddings,
+                on_gpu=on_gpu,
+                max_fetch=self._max_fetch,
+                config=planner,
+                search_lock=self._search_lock,
+            )
+            if item_embeddings is not None
+            else None
+        )
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, *, gpu_device: int = 0, observer: ServingObserver | None = None) -> Engine:
@@ -100,6 +122,10 @@ class Engine:
         encoder = bundle.load_query_tower()
         items = bundle.load_items()
         index, device, resources = place_index(bundle.load_index(), bundle.manifest.index, gpu_device)
+        kinds = {a.name: a.kind for a in bundle.manifest.filterable_attributes}
+        attributes = AttributeTable(
+            len(items.ids), {name: (kinds[name], array) for name, array in items.attributes.items()}
+        )
         return cls(
             manifest=bundle.manifest,
             encoder=encoder,
@@ -111,6 +137,7 @@ class Engine:
             keep_alive=resources,
             display=items.display,
             item_embeddings=bundle.load_item_embeddings(mmap=True),
+            attributes=attributes,
         )
 
     @property
@@ -128,6 +155,11 @@ class Engine:
     @property
     def answers_similar_items(self) -> bool:
         return self._item_embeddings is not None
+
+    @property
+    def attribute_kinds(self) -> Mapping[str, AttributeKind]:
+        """The filterable attributes a query's filter may name, with their kinds."""
+        return self.attributes.kinds
 
     @property
     def display_names(self) -> tuple[str, ...]:
@@ -149,18 +181,42 @@ class Engine:
         start = time.perf_counter()
         embeddings = self._embed(queries)
         encoded = time.perf_counter()
-        excluded = [self._rows(q.exclude) for q in queries]
-        fetch = min(max(q.k + len(rows) for q, rows in zip(queries, excluded, strict=True)), self._max_fetch)
-        with self._search_lock:
-            scores, ids = self._index.search(embeddings, fetch)
+        plain = [i for i, q in enumerate(queries) if q.filter is None]
+        results: list[RetrievalResult] = [None] * len(queries)  # type: ignore[list-item]
+        if plain:
+            subset = [queries[i] for i in plain]
+            vectors = embeddings if len(plain) == len(queries) else embeddings[plain]
+            for i, result in zip(plain, self._search(subset, vectors), strict=True):
+                results[i] = result
+        for i, query in enumerate(queries):
+            if query.filter is not None:
+                results[i] = self._filtered(query, embeddings[i])
         searched = time.perf_counter()
-        results = self._results(queries, excluded, ids, scores)
         responses = encode_responses(results, [q.request_id for q in queries], self._wire) if encode else []
         done = time.perf_counter()
         self._observer.on_stage("query_tower", encoded - start)
         self._observer.on_stage("index_search", searched - encoded)
         self._observer.on_stage("postprocess", done - searched)
         return results, responses
+
+    def _search(self, queries: Sequence[Query], embeddings: np.ndarray) -> list[RetrievalResult]:
+        """Unfiltered queries: one index search for the deepest k + |exclusions| of the batch."""
+        excluded = [self._rows(q.exclude) for q in queries]
+        fetch = min(max(q.k + len(rows) for q, rows in zip(queries, excluded, strict=True)), self._max_fetch)
+        with self._search_lock:
+            scores, ids = self._index.search(embeddings, fetch)
+        return self._results(queries, excluded, ids, scores)
+
+    def _filtered(self, query: Query, vector: np.ndarray) -> RetrievalResult:
+        """A filtered query: the planner's top k among the rows that pass the filter and are not excluded."""
+        if self._planner is None or query.filter is None:
+            raise RuntimeError("this engine holds no item embeddings for filtered queries")
+        passing = query.filter.mask(self.attributes)
+        passing[self._rows(query.exclude)] = False
+        rows, scores, _ = self._planner.search(vector, passing, query.k)
+        display = self._display_of(rows, query.display) if query.display else ()
+        name, version = self.manifest.model_name, self.manifest.model_version
+        return RetrievalResult(rows, scores, len(rows) < query.k, name, version, display, self._item_ids)
 
     def _embed(self, queries: Sequence[Query]) -> np.ndarray:
         """[B, d] query vectors: the query tower's for feature queries (one call for all of them), the mean item

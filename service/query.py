@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from service.filters import ItemPredicate
+
 # One raw tower input value: a categorical string, a ""-padded tuple of strings, or a float (NaN: missing).
 FeatureInput = str | float | tuple[str, ...]
 
@@ -21,6 +23,7 @@ class Query:
         request_id: the caller's id, echoed in the response.
         items: catalog rows whose mean item embedding is the query ("more like this"); empty: the query tower
             embeds `features`.
+        filter: the items that may be returned (validated against the serving version's attributes); None: all.
     """
 
     features: Mapping[str, FeatureInput]
@@ -29,3 +32,4 @@ class Query:
     display: tuple[str, ...] = ()
     request_id: str = ""
     items: tuple[int, ...] = ()
+    filter: ItemPredicate | None = None

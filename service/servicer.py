@@ -14,6 +14,7 @@ from service.admission import AdmissionGate
 from service.batcher import MicroBatcher
 from service.engine import Engine
 from service.errors import FieldError, InvalidRequest, NotReady, ServiceError, rich_status
+from service.filters import attribute_kind
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from service.observer import NullObserver, ServingObserver
@@ -126,7 +127,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     ) -> bytes:
         self._batcher.check_room()  # refuse before validating: under overload refusals must be cheap
         engine = self._engine(request)
-        query = validate_request(request, engine.spec, self._limits, engine.display_names)
+        query = validate_request(request, engine.spec, self._limits, engine.display_names, engine.attribute_kinds)
         # The serialised response, built with its whole batch in the compute thread (service/responses.py).
         answer = self._batcher.submit((engine, query), timeout_s=context.time_remaining())
         return await self._answered([engine.manifest.model_version], answer)
@@ -146,7 +147,10 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         for i, single in enumerate(request.requests):
             try:
                 engine = self._engine(single, served)
-                work.append((engine, validate_request(single, engine.spec, self._limits, engine.display_names)))
+                query = validate_request(
+                    single, engine.spec, self._limits, engine.display_names, engine.attribute_kinds
+                )
+                work.append((engine, query))
             except FieldError as error:
                 raise error.within(f"requests[{i}].") from error
         answers = self._batcher.submit_many(work, timeout_s=context.time_remaining())
@@ -160,7 +164,9 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         engine = self._engine(request)
         if not engine.answers_similar_items:
             raise NotReady("the serving model version has no item embeddings loaded")
-        query = validate_similar_request(request, engine.row_of, self._limits, engine.display_names)
+        query = validate_similar_request(
+            request, engine.row_of, self._limits, engine.display_names, engine.attribute_kinds
+        )
         # RetrieveSimilarItemsResponse has RetrieveCandidatesResponse's fields and numbers: the same bytes.
         answer = self._batcher.submit((engine, query), timeout_s=context.time_remaining())
         return await self._answered([engine.manifest.model_version], answer)
@@ -197,6 +203,10 @@ def service_info(
         max_batch_requests=limits.max_batch_requests,
         versions=[
             pb.ServedVersion(model_version=v.version, labels=v.labels, is_default=v.is_default) for v in versions or ()
+        ],
+        filterable_attributes=[
+            pb.FilterableAttribute(name=name, kind=attribute_kind(kind))
+            for name, kind in engine.attribute_kinds.items()
         ],
     )
 

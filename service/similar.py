@@ -7,10 +7,12 @@ the query tower's output; the given items are excluded from the answer like any 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
+from model.bundle.contract import AttributeKind
 from service.config import ServiceLimits
 from service.errors import InvalidRequest
+from service.filters import compile_filter
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.query import Query
 from service.validation import check_ids, check_k, check_string, display_selection
@@ -21,8 +23,10 @@ def validate_similar_request(
     row_of: Callable[[str], int | None],
     limits: ServiceLimits,
     display_names: Collection[str] = (),
+    attribute_kinds: Mapping[str, AttributeKind] | None = None,
 ) -> Query:
-    """Checks `request` against the serving catalog (`row_of`: item id -> catalog row or None) and the limits.
+    """Checks `request` against the serving catalog (`row_of`: item id -> catalog row or None), the filterable
+    attributes (`attribute_kinds`) and the limits.
 
     Raises:
         InvalidRequest: naming the first offending field (all unknown item ids at once).
@@ -47,4 +51,5 @@ def validate_similar_request(
         display=display_selection(request.display_attributes, display_names) if request.display_attributes else (),
         request_id=request.request_id,
         items=tuple(row for row in rows if row is not None),
+        filter=compile_filter(request.filter, attribute_kinds or {}, limits),
     )

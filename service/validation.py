@@ -8,12 +8,20 @@ Every refusal is an `InvalidRequest` naming the field and the value received. A 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 # The tower inputs that the request's `user_id` and `history_item_ids` fields feed; not accepted in `user_features`.
-from model.bundle.contract import HISTORY_FEATURE, USER_ID_FEATURE, CategoricalFeature, Feature, TowerSpec
+from model.bundle.contract import (
+    HISTORY_FEATURE,
+    USER_ID_FEATURE,
+    AttributeKind,
+    CategoricalFeature,
+    Feature,
+    TowerSpec,
+)
 from service.config import ServiceLimits
 from service.errors import InvalidRequest
+from service.filters import compile_filter
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.query import FeatureInput, Query
 
@@ -56,6 +64,7 @@ def validate_request(
     spec: TowerSpec,
     limits: ServiceLimits,
     display_names: Collection[str] = (),
+    attribute_kinds: Mapping[str, AttributeKind] | None = None,
 ) -> Query:
     """Checks `request` and converts it to a `Query`.
 
@@ -64,6 +73,7 @@ def validate_request(
         spec: the query tower's feature spec.
         limits: the service's request limits.
         display_names: the display attributes that the serving bundle has.
+        attribute_kinds: the filterable attributes of the serving bundle, with their kinds.
 
     Raises:
         InvalidRequest: naming the first offending field.
@@ -90,6 +100,7 @@ def validate_request(
         exclude=frozenset(exclude),
         display=display,
         request_id=request.request_id,
+        filter=compile_filter(request.filter, attribute_kinds or {}, limits),
     )
 
 

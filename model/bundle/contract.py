@@ -4,6 +4,7 @@ request path imports (besides `model.bundle.reader`, which loads the query tower
 - the reserved names (`model.bundle.reserved`): query-tower inputs filled from request fields, files,
   signature, item columns;
 - the query tower's feature schema (`model.features`) and its JSON form (`model.bundle.spec_io`);
+- the filterable item attributes (`model.bundle.attributes`);
 - the manifest (`model.bundle.manifest`) and the FAISS index spec it records (`model.bundle.index`);
 - FAISS GPU placement of a loaded index (`model.bundle.gpu`).
 
@@ -11,6 +12,7 @@ Writing a bundle (`model.bundle.export`) and reading one (`model.bundle.reader`)
 from their modules.
 """
 
+from model.bundle.attributes import AttributeKind, FilterableAttribute
 from model.bundle.gpu import GPU_MAX_K, place_index
 from model.bundle.index import IndexKind, IndexSpec, RecallRecord
 from model.bundle.manifest import FORMAT_VERSION, SIMILARITIES, Manifest, ManifestError
@@ -51,9 +53,11 @@ __all__ = [
     "SIGNATURE_NAME",
     "SIMILARITIES",
     "USER_ID_FEATURE",
+    "AttributeKind",
     "CategoricalFeature",
     "EmbeddingDimRule",
     "Feature",
+    "FilterableAttribute",
     "IndexKind",
     "IndexSpec",
     "Manifest",

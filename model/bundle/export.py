@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from model.bundle.attributes import AttributeColumn, FilterableAttribute, attribute_array
 from model.bundle.index import IndexSpec, build_index, l2_normalize, measure_recall
 from model.bundle.manifest import SIMILARITIES, Manifest, sha256_file
 from model.bundle.reader import TEMP_PREFIX, list_versions
@@ -64,6 +65,7 @@ def export_bundle(
     seed: int = 0,
     item_tower: keras.Model | None = None,
     item_spec: TowerSpec | None = None,
+    filterable: Mapping[str, AttributeColumn] | None = None,
 ) -> Path:
     """Exports a bundle and returns its version directory.
 
@@ -87,6 +89,8 @@ def export_bundle(
             as `item_tower/` (what `retrieval-catalog` embeds new items with); `item_embeddings` should be its
             outputs for the catalog.
         item_spec: the item tower's spec (the item table schema, recorded in the manifest); with `item_tower`.
+        filterable: item attributes requests may filter on, by name: each becomes an items.parquet column of
+            its kind's Arrow type and is listed in the manifest.
 
     Returns:
         The new version directory.
@@ -102,6 +106,7 @@ def export_bundle(
         raise ValueError("item_tower and item_spec go together: pass both or neither")
     if item_spec is not None and item_spec.output_dim != items.shape[1]:
         raise ValueError(f"item_spec.output_dim {item_spec.output_dim} != item embedding dim {items.shape[1]}")
+    attributes = _attribute_arrays(filterable or {}, len(ids), columns)
     model_dir = Path(models_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     version = _pick_version(model_dir, version)
@@ -112,7 +117,7 @@ def export_bundle(
         _write_query_tower(query_tower, query_spec, tmp / QUERY_TOWER_DIR)
         if item_tower is not None and item_spec is not None:
             _write_query_tower(item_tower, item_spec, tmp / ITEM_TOWER_DIR)  # the same raw-features signature
-        _write_items(tmp / ITEMS_FILE, ids, pops, columns)
+        _write_items(tmp / ITEMS_FILE, ids, pops, columns, attributes)
         np.save(tmp / EMBEDDINGS_FILE, items, allow_pickle=False)
         index = build_index(items, index_spec, seed=seed)
         recall = measure_recall(index, items, queries, min(RECALL_K, len(items)), seed=seed)
@@ -129,6 +134,9 @@ def export_bundle(
             index_recall=recall,
             metrics=dict(metrics),
             display_columns=tuple(columns),
+            filterable_attributes=tuple(FilterableAttribute(n, filterable[n].kind) for n in attributes)
+            if filterable
+            else (),
             files=file_checksums(tmp),
             item_tower=item_spec,
         )
@@ -235,10 +243,33 @@ def _write_query_tower(tower: keras.Model, spec: TowerSpec, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def _write_items(path: Path, ids: list[str], popularity: np.ndarray, display: Mapping[str, np.ndarray]) -> None:
+def _attribute_arrays(
+    filterable: Mapping[str, AttributeColumn], n: int, display: Mapping[str, np.ndarray]
+) -> dict[str, pa.Array]:
+    arrays = {}
+    for name, column in filterable.items():
+        if not name or name in (ITEM_ID_COLUMN, POPULARITY_COLUMN) or name in display:
+            raise ValueError(f"filterable attribute {name!r}: empty, reserved or also a display column")
+        try:
+            arrays[name] = attribute_array(column)
+        except ValueError as error:
+            raise ValueError(f"filterable attribute {name!r}: {error}") from error
+        if len(arrays[name]) != n:
+            raise ValueError(f"filterable attribute {name!r}: {len(arrays[name])} values for {n} items")
+    return arrays
+
+
+def _write_items(
+    path: Path,
+    ids: list[str],
+    popularity: np.ndarray,
+    display: Mapping[str, np.ndarray],
+    attributes: Mapping[str, pa.Array],
+) -> None:
     columns = {ITEM_ID_COLUMN: pa.array(ids, type=pa.string()), POPULARITY_COLUMN: pa.array(popularity)}
     for key, values in display.items():
         columns[key] = pa.array(values.tolist() if values.dtype.kind in "OUS" else values)
+    columns.update(attributes)
     pq.write_table(pa.table(columns), path)
 
 

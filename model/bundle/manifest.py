@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from model.bundle.attributes import AttributeKind, FilterableAttribute
 from model.bundle.index import METRIC, IndexSpec, RecallRecord
 from model.bundle.reserved import ITEM_ID_COLUMN, MANIFEST_FILE, POPULARITY_COLUMN, RESERVED_INPUTS
 from model.bundle.spec_io import SpecFormatError, tower_spec_from_dict, tower_spec_to_dict
@@ -41,7 +42,7 @@ _FIELDS = (
     "files",
 )
 # Fields added after format version 1 shipped: a manifest without them reads as the default.
-_OPTIONAL_FIELDS = ("reserved_inputs", "item_tower", "lineage")
+_OPTIONAL_FIELDS = ("reserved_inputs", "item_tower", "lineage", "filterable_attributes")
 
 
 class ManifestError(ValueError):
@@ -71,6 +72,8 @@ class Manifest:
             or None for a bundle exported without `item_tower/`.
         lineage: for a version written by a catalog refresh, its parent version and the items added, removed
             and changed (`model.catalog_refresh`); None for a version written by training.
+        filterable_attributes: item attributes requests may filter on, each a column of items.parquet (none in
+            bundles exported before filters existed).
         format_version: bundle format version.
     """
 
@@ -89,6 +92,7 @@ class Manifest:
     reserved_inputs: Mapping[str, str] = field(default_factory=lambda: dict(RESERVED_INPUTS))
     item_tower: TowerSpec | None = None
     lineage: Mapping[str, Any] | None = None
+    filterable_attributes: tuple[FilterableAttribute, ...] = ()
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -120,10 +124,11 @@ class Manifest:
             raise ManifestError(
                 f"item_tower.output_dim: {self.item_tower.output_dim} != embedding_dim {self.embedding_dim}"
             )
+        _check_filterable(self.filterable_attributes, self.display_columns)
 
     def to_json(self) -> str:
         """The manifest as indented JSON text (strict JSON: no NaN)."""
-        data = {
+        data: dict[str, Any] = {
             "format_version": self.format_version,
             "model_name": self.model_name,
             "model_version": self.model_version,
@@ -151,6 +156,8 @@ class Manifest:
             data["item_tower"] = tower_spec_to_dict(self.item_tower)
         if self.lineage is not None:
             data["lineage"] = dict(self.lineage)
+        if self.filterable_attributes:
+            data["filterable_attributes"] = [{"name": a.name, "kind": a.kind.value} for a in self.filterable_attributes]
         try:
             return json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n"
         except (TypeError, ValueError) as error:
@@ -204,6 +211,7 @@ class Manifest:
             reserved_inputs=reserved_inputs,
             item_tower=item_tower,
             lineage=lineage,
+            filterable_attributes=_filterable_from_list(data.get("filterable_attributes", [])),
         )
 
 
@@ -229,6 +237,40 @@ def _index_from_dict(data: Any) -> tuple[IndexSpec, RecallRecord]:
     if recall.k < 1 or recall.num_queries < 0 or not 0.0 <= recall.recall <= 1.0:
         raise ManifestError(f"index.recall: out of range: {data['recall']}")
     return spec, recall
+
+
+def _filterable_from_list(data: Any) -> tuple[FilterableAttribute, ...]:
+    if not isinstance(data, list):
+        raise ManifestError(f"filterable_attributes: expected a list, got {type(data).__name__}")
+    attributes = []
+    for i, entry in enumerate(data):
+        _check_keys(entry, {"name", "kind"}, f"filterable_attributes[{i}]")
+        name = _typed(entry, "name", str, f"filterable_attributes[{i}].")
+        try:
+            kind = AttributeKind(entry["kind"])
+        except ValueError as error:
+            kinds = [k.value for k in AttributeKind]
+            raise ManifestError(
+                f"filterable_attributes[{i}].kind: expected one of {kinds}, got {entry['kind']!r}"
+            ) from error
+        attributes.append(FilterableAttribute(name, kind))
+    return tuple(attributes)
+
+
+def _check_filterable(attributes: tuple[FilterableAttribute, ...], display_columns: tuple[str, ...]) -> None:
+    """Each attribute is its own items.parquet column: a unique non-empty name, no reserved or display column."""
+    taken = {ITEM_ID_COLUMN, POPULARITY_COLUMN, *display_columns}
+    names = [a.name for a in attributes]
+    for i, attribute in enumerate(attributes):
+        if not isinstance(attribute.name, str) or not attribute.name or attribute.name in taken:
+            raise ManifestError(
+                f"filterable_attributes[{i}].name: must be a non-empty column name other than {sorted(taken)}, "
+                f"got {attribute.name!r}"
+            )
+        if names.count(attribute.name) > 1:
+            raise ManifestError(f"filterable_attributes[{i}].name: {attribute.name!r} is listed twice")
+        if not isinstance(attribute.kind, AttributeKind):
+            raise ManifestError(f"filterable_attributes[{i}].kind: expected an AttributeKind, got {attribute.kind!r}")
 
 
 def _check_keys(data: Any, keys: set[str], where: str, optional: frozenset[str] | set[str] = frozenset()) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
@@ -73,11 +74,14 @@ class BundleItems:
         ids: [N] external item ids (object array of str).
         popularity: [N] int64 interaction counts.
         display: display columns by name, each [N].
+        attributes: filterable attribute columns by name (manifest order), each an Arrow array of its kind's
+            type (`model.bundle.attributes`), [N].
     """
 
     ids: np.ndarray
     popularity: np.ndarray
     display: Mapping[str, np.ndarray] = field(default_factory=dict)
+    attributes: Mapping[str, pa.Array] = field(default_factory=dict)
 
 
 class QueryEncoder:
@@ -167,11 +171,13 @@ class Bundle:
             raise BundleError(f"{ITEMS_FILE}: cannot read: {error}") from error
         if table.num_rows != self.manifest.item_count:
             raise BundleError(f"{ITEMS_FILE}: {table.num_rows} rows, manifest item_count {self.manifest.item_count}")
-        columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        wanted = (ITEM_ID_COLUMN, POPULARITY_COLUMN, *self.manifest.display_columns)
+        columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in wanted}
         return BundleItems(
             ids=columns[ITEM_ID_COLUMN].astype(object),
             popularity=columns[POPULARITY_COLUMN].astype(np.int64),
             display={name: columns[name] for name in self.manifest.display_columns},
+            attributes={a.name: table.column(a.name).combine_chunks() for a in self.manifest.filterable_attributes},
         )
 
     def load_item_embeddings(self, *, mmap: bool = False) -> np.ndarray:
@@ -283,9 +289,18 @@ def _check_items(root: Path, manifest: Manifest) -> None:
         raise BundleError(f"{ITEMS_FILE}: not a valid Parquet file: {error}") from error
     if metadata.num_rows != manifest.item_count:
         raise BundleError(f"{ITEMS_FILE}: {metadata.num_rows} rows, manifest item_count {manifest.item_count}")
-    missing = {ITEM_ID_COLUMN, POPULARITY_COLUMN, *manifest.display_columns} - set(metadata.schema.names)
+    attributes = [a.name for a in manifest.filterable_attributes]
+    missing = {ITEM_ID_COLUMN, POPULARITY_COLUMN, *manifest.display_columns, *attributes} - set(metadata.schema.names)
     if missing:
         raise BundleError(f"{ITEMS_FILE}: missing column(s) {sorted(missing)}")
+    schema = metadata.schema.to_arrow_schema()
+    for attribute in manifest.filterable_attributes:
+        found = schema.field(attribute.name).type
+        if not attribute.kind.fits(found):
+            raise BundleError(
+                f"{ITEMS_FILE}: column {attribute.name!r} is {found}, a {attribute.kind.value} attribute needs "
+                f"{attribute.kind.arrow_type}"
+            )
 
 
 def _index_header(file: Path) -> tuple[int, int]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import keras
 import numpy as np
 
+from model.bundle.attributes import AttributeColumn
 from model.bundle.export import export_bundle
 from model.bundle.index import IndexSpec
 from model.bundle.reader import open_bundle
@@ -51,8 +52,10 @@ def export_test_bundle(
     num_items: int = NUM_ITEMS,
     similarity: str = "dot",
     index_spec: IndexSpec | None = None,
+    filterable: Mapping[str, AttributeColumn] | None = None,
 ) -> Path:
-    """Exports a bundle with a random (untrained) query tower and seeded random item embeddings."""
+    """Exports a bundle with a random (untrained) query tower and seeded random item embeddings (and the given
+    filterable attributes)."""
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     return export_bundle(
@@ -69,6 +72,7 @@ def export_test_bundle(
         display={"title": np.array([f"Title {i}" for i in range(num_items)], dtype=object)},
         version=version,
         seed=seed,
+        filterable=filterable,
     )
 
 
