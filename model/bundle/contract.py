@@ -17,6 +17,7 @@ from model.bundle.gpu import GPU_MAX_K, place_index
 from model.bundle.index import IndexKind, IndexSpec, RecallRecord
 from model.bundle.manifest import FORMAT_VERSION, SIMILARITIES, Manifest, ManifestError
 from model.bundle.reserved import (
+    DEFAULT_MODEL_NAME,
     EMBEDDINGS_FILE,
     HISTORY_FEATURE,
     INDEX_FILE,
@@ -36,6 +37,7 @@ from model.bundle.spec_io import SpecFormatError, tower_spec_from_dict, tower_sp
 from model.features import CategoricalFeature, EmbeddingDimRule, Feature, NumericFeature, TowerSpec
 
 __all__ = [
+    "DEFAULT_MODEL_NAME",
     "EMBEDDINGS_FILE",
     "FORMAT_VERSION",
     "GPU_MAX_K",
