@@ -25,7 +25,15 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi-worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("train.strategy = 'multi-worker' needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        workers = strategy.cluster_resolver.cluster_spec().num_tasks("worker")
+        logger.info(
+            "multi-worker strategy: %d workers, %d replicas in sync, this is worker %d",
+            workers,
+            strategy.num_replicas_in_sync,
+            worker_index(),
+        )
+        return strategy
     raise ValueError(f"train.strategy must be one of {STRATEGIES}, got {name!r}")
 
 

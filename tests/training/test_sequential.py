@@ -143,7 +143,7 @@ def test_bad_sequence_settings_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="max_length >= 1"):
         check_config(SequenceConfig(max_length=0))
     config = {"data": {"source": "synthetic"}, "model": {"tower": "three"}, "output_dir": str(tmp_path)}
-    with pytest.raises(ValueError, match=r"model.tower must be 'two-tower' or 'sequential', got 'three'"):
+    with pytest.raises(ValueError, match=r"config field model.tower: 'three' is not one of 'two-tower', 'sequential'"):
         run(build_config(config))
 
 
