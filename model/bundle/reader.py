@@ -290,10 +290,11 @@ def _check_items(root: Path, manifest: Manifest) -> None:
     if metadata.num_rows != manifest.item_count:
         raise BundleError(f"{ITEMS_FILE}: {metadata.num_rows} rows, manifest item_count {manifest.item_count}")
     attributes = [a.name for a in manifest.filterable_attributes]
-    missing = {ITEM_ID_COLUMN, POPULARITY_COLUMN, *manifest.display_columns, *attributes} - set(metadata.schema.names)
+    # The Arrow schema's top-level names: the Parquet schema's names are its leaves ("element" of a list column).
+    schema = metadata.schema.to_arrow_schema()
+    missing = {ITEM_ID_COLUMN, POPULARITY_COLUMN, *manifest.display_columns, *attributes} - set(schema.names)
     if missing:
         raise BundleError(f"{ITEMS_FILE}: missing column(s) {sorted(missing)}")
-    schema = metadata.schema.to_arrow_schema()
     for attribute in manifest.filterable_attributes:
         found = schema.field(attribute.name).type
         if not attribute.kind.fits(found):
