@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from model.bundle.reserved import DEFAULT_MODEL_NAME
+from model.training.filterable import parse_entries
 
 
 @dataclass(frozen=True)
@@ -194,12 +195,21 @@ class ExportConfig:
         name: model name.
         index: "flat", "ivf", "hnsw" or "ivfpq".
         enabled: export a bundle at the end of the run.
+        filterable: item columns requests may filter on, each COLUMN or NAME=COLUMN (the attribute NAME holds
+            the item-table COLUMN; default NAME: the column's); the kind (categorical, multi-valued categorical,
+            numeric) is the column's kind in the item table. Empty: the source's default, "genre=genres,
+            release_year" for movielens-100k and none otherwise; "none": no attribute. A column the item table
+            lacks stops the run before training.
     """
 
     models_dir: str = "models"
     name: str = DEFAULT_MODEL_NAME
     index: Literal["flat", "ivf", "hnsw", "ivfpq"] = "flat"
     enabled: bool = True
+    filterable: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        parse_entries(self.filterable)  # the syntax, checked when the config is built
 
 
 @dataclass(frozen=True)

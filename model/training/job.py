@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.bundle.attributes import AttributeColumn
 from model.bundle.export import export_bundle
 from model.bundle.index import IndexKind, choose_index_spec
 from model.data import (
@@ -30,6 +31,8 @@ from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
 from model.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from model.training.distribute import is_chief, make_strategy, worker_index
 from model.training.factory import tower_shape
+from model.training.filterable import attribute_columns, effective_entries
+from model.training.filterable import resolve as resolve_filterable
 from model.training.pipeline import user_feature_rows
 from model.training.prepare import PreparedData, prepare
 from model.training.pushgateway import push_run_metrics
@@ -142,6 +145,7 @@ def _run(
 ) -> RunResult:
 
     log, users, items, display = load_data(config.data)
+    filterable = resolve_filterable(effective_entries(config.export.filterable, config.data.source), items)
     split = split_log(log, config.data)
     if config.data.refit_on_validation:
         split = refit_split(split)
@@ -195,7 +199,8 @@ def _run(
         "test": test,
         "bundle": None,
     }
-    bundle = _export(config, trained, data) if config.export.enabled and chief else None
+    attributes = attribute_columns(filterable, items, data.catalog.external_ids)
+    bundle = _export(config, trained, data, attributes) if config.export.enabled and chief else None
     metrics["bundle"] = str(bundle) if bundle else None
     write_metrics(run_dir / "metrics.json", metrics)
     if config.pushgateway and chief:
@@ -240,7 +245,9 @@ def _train_two_tower(
     )
 
 
-def _export(config: RunConfig, trained: TrainedRun, data: PreparedData) -> Path | None:
+def _export(
+    config: RunConfig, trained: TrainedRun, data: PreparedData, filterable: dict[str, AttributeColumn]
+) -> Path | None:
     item_embeddings, test = trained.item_embeddings, trained.test
     kind = cast(IndexKind, config.export.index)  # choose_index_spec rejects unknown kinds by name
     spec = choose_index_spec(len(data.catalog), item_embeddings.shape[1], kind=kind)
@@ -258,4 +265,5 @@ def _export(config: RunConfig, trained: TrainedRun, data: PreparedData) -> Path 
         display={k: np.asarray(v).astype(str) for k, v in data.catalog.display.items()} or None,
         item_tower=trained.item_tower,
         item_spec=trained.item_spec,
+        filterable=filterable,
     )

@@ -7,19 +7,26 @@ import keras
 import numpy as np
 import pytest
 
+from model.bundle.attributes import AttributeKind
 from model.bundle.reader import open_bundle
+from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
 from model.training.config import build_config
 from model.training.job import run
 from model.training.pipeline import user_feature_rows
 from tests.helpers import Interrupt
 
 
-def _config(tmp_path, name, epochs=4, export=False):
+def _config(tmp_path, name, epochs=4, export=False, filterable=()):
     return build_config(
         {
             "data": {"source": "synthetic"},
             "train": {"epochs": epochs, "batch_size": 256, "learning_rate": 0.01, "patience": 0, "verbose": 0},
-            "export": {"enabled": export, "models_dir": str(tmp_path / "models"), "name": "demo"},
+            "export": {
+                "enabled": export,
+                "models_dir": str(tmp_path / "models"),
+                "name": "demo",
+                "filterable": list(filterable),
+            },
             "output_dir": str(tmp_path / name),
         }
     )
@@ -27,7 +34,7 @@ def _config(tmp_path, name, epochs=4, export=False):
 
 @pytest.mark.slow
 def test_job_writes_outputs_beats_popularity_and_exports_a_bundle(tmp_path):
-    result = run(_config(tmp_path, "run", epochs=3, export=True))
+    result = run(_config(tmp_path, "run", epochs=3, export=True, filterable=["kind=category"]))
     for name in ("config.json", "metrics.json", "training.png", "summary.md"):
         assert (result.run_dir / name).stat().st_size > 0
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
@@ -46,6 +53,11 @@ def test_job_writes_outputs_beats_popularity_and_exports_a_bundle(tmp_path):
     served = bundle.load_query_tower()(features)
     np.testing.assert_allclose(served, result.model.query_embeddings(features), atol=1e-5)
     np.testing.assert_allclose(bundle.load_item_embeddings(), result.model.item_embeddings(), atol=1e-5)
+    # export.filterable: the item table's `category` column is the categorical attribute `kind`
+    assert [(a.name, a.kind) for a in bundle.manifest.filterable_attributes] == [("kind", AttributeKind.CATEGORICAL)]
+    _, _, items = synthetic_tables(make_synthetic(SyntheticConfig()))
+    expected = items.lookup(bundle.load_items().ids)["category"].tolist()
+    assert bundle.load_items().attributes["kind"].to_pylist() == expected and len(set(expected)) > 1
 
 
 @pytest.mark.slow
