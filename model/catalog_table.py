@@ -3,7 +3,8 @@
 The table holds one row per item: the id column `ITEM_ID_COLUMN`, one column per item-tower feature (a
 categorical feature as strings, a numeric one as numbers, a multi-valued one as space-separated tokens or a
 Parquet list of strings) and the columns the parent version's `items.parquet` carries besides id and
-popularity (display and filterable attribute columns). Anything that does not fit raises `CatalogTableError`,
+popularity (display and filterable attribute columns; a multi-valued attribute as space-separated tokens or a
+Parquet list of strings, as a multi-valued feature). Anything that does not fit raises `CatalogTableError`,
 one line naming the file and the column.
 """
 
@@ -102,8 +103,15 @@ def _feature(table: pa.Table, feature: Feature, ids: np.ndarray, path: Path) -> 
 
 
 def _cast(column: pa.ChunkedArray, kind: pa.DataType, path: Path, name: str) -> pa.ChunkedArray:
+    """The column as `kind`; a text column bound for a list of strings holds space-separated tokens."""
     if column.type == kind:
         return column
+    if pa.types.is_list(kind) and pa.types.is_string(kind.value_type) and pa.types.is_string(column.type):
+        try:
+            tokens = to_token_tuples(column, path, name)
+        except DataError as error:
+            raise CatalogTableError(str(error)) from error
+        return pa.chunked_array([pa.array([list(row) for row in tokens], type=kind)])
     try:
         return column.cast(kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:

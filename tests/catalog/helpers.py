@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -9,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.bundle.attributes import AttributeColumn
 from model.bundle.export import export_bundle
 from model.bundle.index import IndexSpec, l2_normalize
 from model.features import CategoricalFeature, NumericFeature, TowerSpec
@@ -78,8 +80,10 @@ def export_item_bundle(
     similarity: str = "dot",
     index_spec: IndexSpec | None = None,
     item_tower: bool = True,
+    filterable: Mapping[str, AttributeColumn] | None = None,
 ) -> tuple[Path, keras.Model]:
-    """Exports a bundle whose item embeddings are its (untrained, seeded) item tower's outputs."""
+    """Exports a bundle whose item embeddings are its (untrained, seeded) item tower's outputs; `filterable`
+    holds attribute values of items 0..num_items-1."""
     keras.utils.set_random_seed(seed)
     query_tower, tower = build_tower(SPEC), build_tower(ITEM_SPEC)
     columns = item_rows(range(num_items), seed)
@@ -100,5 +104,6 @@ def export_item_bundle(
         seed=seed,
         item_tower=tower if item_tower else None,
         item_spec=ITEM_SPEC if item_tower else None,
+        filterable=filterable,
     )
     return path, tower
