@@ -9,7 +9,7 @@ or `!=` is a token). Several allow tokens of one name are ORed, restricts are AN
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 
@@ -56,3 +56,33 @@ def parse_filter(restricts: Iterable[str], kinds: Mapping[str, int] | None = Non
         restrict = categorical.setdefault(name, pb.CategoricalRestrict(namespace=name))
         (restrict.allow if op == "=" else restrict.deny).append(value)
     return pb.ItemFilter(categorical=list(categorical.values()), numeric=numeric)
+
+
+def parse_checked_filter(restricts: Sequence[str], kinds: Mapping[str, int]) -> pb.ItemFilter:
+    """`parse_filter` for a caller that knows the model's attributes: every restrict must name one of them, with
+    an operator its kind takes (a token for a categorical attribute, a number for a numeric one).
+
+    Args:
+        restricts: one restrict per string.
+        kinds: the model's filterable attributes, name -> `pb.AttributeKind` (from GetServiceInfo).
+
+    Raises:
+        ValueError: naming the first string that does not parse or does not fit the attributes.
+    """
+    for text in restricts:
+        single = parse_filter([text], kinds)
+        restrict = (single.categorical or single.numeric)[0]
+        name, numeric = restrict.namespace, bool(single.numeric)
+        if name not in kinds:
+            known = ", ".join(f"{n} ({_kind_name(k)})" for n, k in sorted(kinds.items())) or "none"
+            raise ValueError(f"filter {text!r}: the model has no attribute {name!r}; its attributes: {known}")
+        if numeric != (kinds[name] == pb.ATTRIBUTE_KIND_NUMERIC):
+            usage = "NAME<op>NUMBER (op: < <= == >= > !=)" if not numeric else "NAME=TOKEN or NAME!=TOKEN"
+            raise ValueError(f"filter {text!r}: {name!r} is {_kind_name(kinds[name])}: write {usage}")
+    return parse_filter(restricts, kinds)
+
+
+def _kind_name(kind: int) -> str:
+    """ "categorical", "multi-valued categorical" or "numeric"."""
+    name = pb.AttributeKind.Name(kind).removeprefix("ATTRIBUTE_KIND_").lower()
+    return "multi-valued categorical" if name == "multi_categorical" else name

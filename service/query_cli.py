@@ -1,11 +1,14 @@
 """`retrieval-query`: asks a retrieval server for one user's candidates and prints rank, id, score and title.
 
 Feature values are given as `--feature name=value` and converted with the kinds that GetServiceInfo
-reports (lists are comma-separated); `--json` prints the whole response as JSON for scripts.
+reports (lists are comma-separated); `--filter` keeps the items whose attributes pass every restrict (the
+attributes the model exports: GetServiceInfo lists them); `--json` prints the whole response as JSON for
+scripts.
 
 examples (against retrieval-demo's MovieLens model):
   retrieval-query --target 127.0.0.1:50051 --user 42 -k 10 --feature gender=M --feature age=25 --exclude 50
-  retrieval-query --target 127.0.0.1:50051 --similar-to 50 -k 10 --json
+  retrieval-query --target 127.0.0.1:50051 --user 42 --filter genre=Comedy --filter 'release_year>=1990'
+  retrieval-query --target 127.0.0.1:50051 --similar-to 50 -k 10 --filter genre!=Sci-Fi --json
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from model.console import (
     run_command,
 )
 from service.client import FeatureLike, RetrievalClient, error_details, format_response
+from service.filter_syntax import parse_checked_filter, parse_filter
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 
 
@@ -50,6 +54,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history", action="append", default=[], metavar="ITEM", help="a recent item id")
     parser.add_argument("--exclude", action="append", default=[], metavar="ITEM", help="an item id to exclude")
     parser.add_argument("--exclude-history", action="store_true", help="exclude the history items too")
+    parser.add_argument(
+        "--filter", action="append", default=[], metavar="EXPR",
+        help="only items whose attributes pass EXPR: NAME=TOKEN, NAME!=TOKEN, or NAME<op>NUMBER with op one of "
+        "< <= == >= > != (repeatable: every restrict must pass, but several NAME=TOKEN of one NAME: any of them), "
+        "e.g. --filter genre=Comedy --filter 'release_year>=1990'",
+    )  # fmt: skip
     parser.add_argument(
         "--display", action="append", default=None, metavar="NAME",
         help="a display attribute to show with each candidate (repeatable; default: all of them, '*')",
@@ -76,7 +86,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.user is None and not args.similar_to:
         parser.error("--user or --similar-to is required")
+    try:
+        parse_filter(args.filter)  # the syntax, before any call (the kinds come from the server)
+    except ValueError as error:
+        parser.error(f"--{error}")
     return args
+
+
+def filter_from_flags(expressions: Sequence[str], kinds: Mapping[str, int]) -> pb.ItemFilter | None:
+    """The `--filter` expressions as an ItemFilter for a model with these attribute kinds; None when none given.
+
+    Raises:
+        UsageError: naming the expression that does not parse or does not fit the model's attributes.
+    """
+    if not expressions:
+        return None
+    try:
+        return parse_checked_filter(expressions, kinds)
+    except ValueError as error:
+        raise UsageError(f"--{error}") from None
 
 
 def convert_features(raw: Sequence[str], kinds: Mapping[str, int]) -> dict[str, FeatureLike]:
@@ -133,10 +161,14 @@ def query(args: argparse.Namespace) -> int:
     try:
         with _client(args) as client:
             response: pb.RetrieveCandidatesResponse | pb.RetrieveSimilarItemsResponse
+            item_filter = None
+            if args.filter:  # the kinds of the version asked for
+                info = client.service_info(version=args.model_version, version_label=args.version_label)
+                item_filter = filter_from_flags(args.filter, {a.name: a.kind for a in info.filterable_attributes})
             if args.similar_to:
                 response = client.similar_items(
                     args.similar_to, args.k, exclude=args.exclude, display=args.display or ["*"],
-                    version=args.model_version, version_label=args.version_label,
+                    filter=item_filter, version=args.model_version, version_label=args.version_label,
                 )  # fmt: skip
             else:
                 kinds = {f.name: f.kind for f in client.service_info().features} if args.feature else {}
@@ -148,6 +180,7 @@ def query(args: argparse.Namespace) -> int:
                     exclude=args.exclude,
                     exclude_history=args.exclude_history,
                     display=args.display or ["*"],
+                    filter=item_filter,
                     version=args.model_version,
                     version_label=args.version_label,
                 )

@@ -68,6 +68,13 @@ def test_a_bad_choice_is_one_line_and_exit_2(prog: str, module: str) -> None:
     assert line.startswith(f"{prog}: error: argument {flag}") and "bogus" in line.lower()
 
 
+def test_a_bad_query_filter_is_one_line_and_exit_2_before_any_call() -> None:
+    done = _run("service.query_cli", "--target", "127.0.0.1:1", "--user", "u1", "--filter", "release_year>=new")
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("retrieval-query: error: --filter 'release_year>=new': >= needs a number, got 'new'")
+
+
 @pytest.mark.slow
 def test_train_with_a_missing_column_is_one_line_exit_1_and_leaves_no_run_dir(tmp_path: Path) -> None:
     (tmp_path / "log.csv").write_text("user_id,item_id\n1,2\n")
