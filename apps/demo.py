@@ -1,9 +1,10 @@
 """`retrieval-demo`: the whole product on one machine, with no external service.
 
 Trains the two-tower model on MovieLens-100K (shipped inside the `recbole` wheel), exports a bundle, starts the
-gRPC server on localhost, asks it for a few users' candidates (excluding the movies they already rated), prints
-the answers with titles, and keeps serving until Ctrl-C. It then prints a `retrieval-query` command that asks
-the same for one of the users, less the exclusions.
+gRPC server on localhost, asks it for a few users' candidates (excluding the movies they already rated), for the
+first user's comedies released in 1990 or later (an item filter on the bundle's `genre` and `release_year`
+attributes), and for the movies most like Star Wars, prints the answers with titles, and keeps serving until
+Ctrl-C. It then prints `retrieval-query` commands that ask the same from the command line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # imported where used, so that --help answers without loading
 
 DEMO_USERS = ("1", "42", "314")
 SIMILAR_TO = "50"  # MovieLens-100K's Star Wars (1977): the demo's "more like this" example
+# The demo's item filter: comedies released in 1990 or later (attributes exported by export.filterable).
+DEMO_FILTER = ("genre=Comedy", "release_year>=1990")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -58,13 +61,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def train_bundle(args: argparse.Namespace) -> None:
     """Runs the training job on MovieLens-100K with the project's defaults and exports a bundle."""
     from model.training.config import build_config
+    from model.training.filterable import MOVIELENS_FILTERABLE
     from model.training.job import run
 
     config = build_config(
         {
             "data": {"source": "movielens-100k"},
             "train": {"epochs": args.epochs, "verbose": 2},
-            "export": {"models_dir": str(args.models_dir), "name": args.model_name},
+            "export": {
+                "models_dir": str(args.models_dir),
+                "name": args.model_name,
+                "filterable": list(MOVIELENS_FILTERABLE),  # genre=genres, release_year: what DEMO_FILTER needs
+            },
             "output_dir": str(args.run_dir),
         }
     )
@@ -112,6 +120,24 @@ def follow_up_query(target: str, request: pb.RetrieveCandidatesRequest, k: int) 
     )
 
 
+def filtered_request(request: pb.RetrieveCandidatesRequest, kinds: dict[str, int]) -> pb.RetrieveCandidatesRequest:
+    """`request` asking only for the items that pass `DEMO_FILTER` (attribute kinds as GetServiceInfo reports)."""
+    from service.filter_syntax import parse_checked_filter
+
+    filtered = type(request)()
+    filtered.CopyFrom(request)
+    filtered.filter.CopyFrom(parse_checked_filter(DEMO_FILTER, kinds))
+    filtered.request_id = f"{request.request_id}-filtered"
+    return filtered
+
+
+def filter_flags(restricts: Sequence[str]) -> str:
+    """`retrieval-query --filter` flags for restricts, quoted for a shell."""
+    import shlex
+
+    return " ".join(f"--filter {shlex.quote(restrict)}" for restrict in restricts)
+
+
 def _text(value: pb.FeatureValue) -> str:
     """A feature value as `retrieval-query --feature` takes it (lists comma-separated)."""
     kind = value.WhichOneof("value")
@@ -139,6 +165,24 @@ async def serve_and_query(args: argparse.Namespace) -> None:
             print(f"\nuser {request.user_id} (excluding the {len(request.exclude_item_ids)} movies they rated):")
             print("\n".join(format_response(response)), flush=True)
 
+        def filtered() -> pb.RetrieveCandidatesResponse | None:
+            with RetrievalClient(target) as client:
+                kinds = client.attribute_kinds()
+                if not {"genre", "release_year"} <= set(kinds):
+                    return None  # a bundle exported before the attributes (--reuse-bundle)
+                return client.call(client.stub.RetrieveCandidates, filtered_request(requests[0], kinds))
+
+        first = requests[0]
+        print(
+            f"\ncomedies released in 1990 or later for user {first.user_id} ({filter_flags(DEMO_FILTER)}, "
+            f"excluding the {len(first.exclude_item_ids)} movies they rated):"
+        )
+        answer = await asyncio.to_thread(filtered)
+        if answer is None:
+            print("(this bundle has no genre and release_year attributes: run the demo without --reuse-bundle)")
+        else:
+            print("\n".join(format_response(answer)), flush=True)
+
         def similar() -> pb.RetrieveSimilarItemsResponse:
             with RetrievalClient(target) as client:
                 return client.similar_items([SIMILAR_TO], args.k, display=["*"])
@@ -149,6 +193,7 @@ async def serve_and_query(args: argparse.Namespace) -> None:
             return
         follow_up = next((r for r in requests if r.user_id == "42"), requests[0])
         print(f"\nstill serving on {target}; try:\n{follow_up_query(target, follow_up, args.k)}", flush=True)
+        print(f"retrieval-query --target {target} --similar-to {SIMILAR_TO} -k {args.k} {filter_flags(DEMO_FILTER)}")
         print("press Ctrl-C to stop", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
