@@ -8,7 +8,8 @@ Given the rows that pass a query's filter (and are not excluded), the planner pi
   (CPU Flat, IVF and HNSW indexes). IVF visits nprobe / selectivity lists (HNSW: efSearch / selectivity), so
   that it sees about as many passing items as an unfiltered search sees items.
 - `OVERFETCH`: search k / selectivity x margin neighbours without a selector, drop failing rows, and search 4x
-  deeper while fewer than k remain; when the index has no deeper answer (FAISS GPU k <= 2048, or an IVF index
+  deeper while fewer than k remain (an IVF index probing nprobe / selectivity lists, as for `SELECTOR`: deeper
+  answers from the same few lists would miss passing items in the others); when the index has no deeper answer (FAISS GPU k <= 2048, or an IVF index
   whose probed lists are exhausted), fall back to brute force. For GPU indexes, which ignore IDSelectors.
 
 With a Flat index every strategy returns the exact filtered top k. The planner never drops a passing item that
@@ -27,6 +28,8 @@ from typing import Any
 
 import faiss
 import numpy as np
+
+from model.bundle.contract import GPU_MAX_K
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +86,8 @@ class FilterPlanner:
         self._max_fetch = min(max_fetch or self._size, self._size)
         self.config = config or PlannerConfig()
         self._lock: AbstractContextManager[Any] = search_lock or nullcontext()
-        self._ivf = _ivf_of(index) if not on_gpu else None
+        self._ivf = _ivf_of(index)
+        self._max_probe = GPU_MAX_K if on_gpu else self._size
         self._hnsw = index if isinstance(index, faiss.IndexHNSW) else None
 
     def choose(self, passing: int, k: int) -> Strategy:
@@ -127,8 +131,7 @@ class FilterPlanner:
         fraction = count / self._size
         params: Any
         if self._ivf is not None:
-            params = faiss.SearchParametersIVF()
-            params.nprobe = min(self._ivf.nlist, math.ceil(self._ivf.nprobe / fraction))
+            params = self._ivf_parameters(fraction)
         elif self._hnsw is not None:
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from FAISS's stubs
             params.efSearch = max(k, math.ceil(self._hnsw.hnsw.efSearch / fraction))
@@ -143,10 +146,13 @@ class FilterPlanner:
     def _overfetch(
         self, vector: np.ndarray, passing: np.ndarray, rows: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        fetch = min(self._max_fetch, math.ceil(k * self._size / len(rows) * self.config.overfetch_margin))
+        fraction = len(rows) / self._size
+        fetch = min(self._max_fetch, math.ceil(k / fraction * self.config.overfetch_margin))
+        # An IVF index finds deeper answers only in the lists it probes: probe as many more as for the selector.
+        params = self._ivf_parameters(fraction) if self._ivf is not None else None
         while True:
             with self._lock:
-                scores, ids = self._index.search(vector[None, :], fetch)
+                scores, ids = self._index.search(vector[None, :], fetch, params=params)
             found = ids[0][ids[0] >= 0]
             keep = passing[found]
             if keep.sum() >= k:
@@ -156,9 +162,19 @@ class FilterPlanner:
                 return self._brute_force(vector, rows, k)
             fetch = min(self._max_fetch, fetch * 4)
 
+    def _ivf_parameters(self, fraction: float) -> Any:
+        """IVF search parameters that probe nprobe / fraction lists (at most all of them, and at most the GPU's
+        limit on a GPU), so that a search sees about as many passing items as an unfiltered search sees items."""
+        params = faiss.SearchParametersIVF()
+        params.nprobe = min(self._ivf.nlist, self._max_probe, math.ceil(self._ivf.nprobe / fraction))
+        return params
+
 
 def _ivf_of(index: faiss.Index) -> Any:
+    """The IVF index whose `nlist` and `nprobe` the planner scales (a GPU IVF index has both), or None."""
+    if hasattr(index, "nlist") and hasattr(index, "nprobe"):
+        return index
     try:
         return faiss.extract_index_ivf(index)
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # not an IVF index (TypeError: not a FAISS index at all)
         return None
