@@ -8,9 +8,10 @@ Given the rows that pass a query's filter (and are not excluded), the planner pi
   (CPU Flat, IVF and HNSW indexes). IVF visits nprobe / selectivity lists (HNSW: efSearch / selectivity), so
   that it sees about as many passing items as an unfiltered search sees items.
 - `OVERFETCH`: search k / selectivity x margin neighbours without a selector, drop failing rows, and search 4x
-  deeper while fewer than k remain (an IVF index probing nprobe / selectivity lists, as for `SELECTOR`: deeper
-  answers from the same few lists would miss passing items in the others); when the index has no deeper answer (FAISS GPU k <= 2048, or an IVF index
-  whose probed lists are exhausted), fall back to brute force. For GPU indexes, which ignore IDSelectors.
+  deeper while fewer than k remain; an IVF index probes nprobe / selectivity lists here too (deeper answers from
+  the same few lists would miss the passing items of the others). When the index has no deeper answer (FAISS GPU
+  k <= 2048, or an IVF index whose probed lists are exhausted), fall back to brute force. For GPU indexes, which
+  ignore IDSelectors.
 
 With a Flat index every strategy returns the exact filtered top k. The planner never drops a passing item that
 the index returned, so `truncated` (fewer than k items) means that fewer than k items pass, or, with an
