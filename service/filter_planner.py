@@ -1,21 +1,34 @@
-"""Plans and runs the search of one filtered query, as vector databases plan pre- versus post-filtering.
+"""Plans and runs filtered searches, as vector databases plan pre- versus post-filtering.
 
-Given the rows that pass a query's filter (and are not excluded), the planner picks one of three strategies:
+The planner answers a batch of queries that share one filter (`PassingRows`: the m rows of the N-item catalog
+that pass it) with one of three strategies:
 
-- `BRUTE_FORCE`: score exactly the passing rows (|passing| x d multiply-adds) and keep the top k. Exact for any
-  index; chosen when few rows pass, where every index search would waste its work on failing rows.
+- `BRUTE_FORCE`: score exactly the passing rows and keep the top k. The gathered [m, d] embeddings are built
+  once per filter and cached with it, so a batch of B queries costs one [B, d] x [d, m] matrix product (BLAS)
+  plus a top-k selection over m scores each. Exact for any index.
 - `SELECTOR`: a FAISS search restricted by an `IDSelectorBitmap` through the index's own `SearchParameters`
-  (CPU Flat, IVF and HNSW indexes). IVF visits nprobe / selectivity lists (HNSW: efSearch / selectivity), so
-  that it sees about as many passing items as an unfiltered search sees items.
-- `OVERFETCH`: search k / selectivity x margin neighbours without a selector, drop failing rows, and search 4x
-  deeper while fewer than k remain; an IVF index probes nprobe / selectivity lists here too (deeper answers from
-  the same few lists would miss the passing items of the others). When the index has no deeper answer (FAISS GPU
+  (CPU Flat, IVF and HNSW indexes). IVF probes nprobe / s lists (s = m / N; HNSW: efSearch / s), so that it
+  sees about as many passing items as an unfiltered search sees items.
+- `OVERFETCH`: search k / s x margin neighbours without a selector, drop failing rows, and search 4x deeper for
+  the queries with fewer than k left; an IVF index probes nprobe / s lists here too (deeper answers from the
+  same few lists would miss the passing items of the others). When the index has no deeper answer (FAISS GPU
   k <= 2048, or an IVF index whose probed lists are exhausted), fall back to brute force. For GPU indexes, which
   ignore IDSelectors.
 
+Cost model, per query (d: dimension; the constants come from docs/benchmarks/filters.md):
+- brute force: m x d multiply-adds in a BLAS product over contiguous rows, about the cost of an unfiltered
+  Flat search over m items; independent of the index.
+- selector on IVF: the bitmap tests of the probed lists (nprobe / s lists of about N / nlist items) plus
+  distances to the passing ones (nprobe / s x N / nlist x s = nprobe x N / nlist: as many as unfiltered), but
+  without BLAS and with scattered reads; on Flat: a scan of all N rows without BLAS.
+- over-fetch: an unfiltered search for k / s x margin neighbours (deeper heaps; on IVF, nprobe / s lists).
+So brute force wins while m is small: below `brute_force_rows` passing rows, or a `brute_force_fraction` of
+the catalog, the planner scores the passing rows; above, it searches the index (selector on the CPU, over-fetch
+on a GPU).
+
 With a Flat index every strategy returns the exact filtered top k. The planner never drops a passing item that
-the index returned, so `truncated` (fewer than k items) means that fewer than k items pass, or, with an
-approximate index, that the index found fewer.
+the index returned, so fewer than k items means that fewer than k pass or, with an approximate index, that the
+index found fewer.
 """
 
 from __future__ import annotations
@@ -31,8 +44,15 @@ import faiss
 import numpy as np
 
 from model.bundle.contract import GPU_MAX_K
+from service.passing_rows import PassingRows
 
 logger = logging.getLogger(__name__)
+
+# Scores held at once by brute force ([queries, passing rows] float32): 64 MiB.
+_SCORE_BUDGET = 16 * 2**20
+
+# One query's answer: ([n] int64 rows, [n] float32 scores), best first, n <= k.
+Answer = tuple[np.ndarray, np.ndarray]
 
 
 class Strategy(enum.Enum):
@@ -43,19 +63,21 @@ class Strategy(enum.Enum):
 
 @dataclass(frozen=True)
 class PlannerConfig:
-    """When to use which strategy.
+    """When to use which strategy, and how much to cache.
 
     Attributes:
         brute_force_rows: at most this many passing rows: brute force.
         brute_force_fraction: at most this fraction of the catalog passing: brute force.
         overfetch_margin: the first over-fetch searches k / selectivity x margin neighbours.
-        force: always use this strategy (tests, benchmarks); None: plan per query.
+        force: always use this strategy (tests, benchmarks); None: plan per filter.
+        cache_bytes: what the passing rows of recent filters may hold per serving version (`PassingRowsCache`).
     """
 
     brute_force_rows: int = 20_000
     brute_force_fraction: float = 0.02
     overfetch_margin: float = 2.0
     force: Strategy | None = None
+    cache_bytes: int = 128 * 2**20
 
 
 class FilterPlanner:
@@ -92,7 +114,7 @@ class FilterPlanner:
         self._hnsw = index if isinstance(index, faiss.IndexHNSW) else None
 
     def choose(self, passing: int, k: int) -> Strategy:
-        """The strategy for a query with `passing` rows that may be returned."""
+        """The strategy for queries with `passing` rows that may be returned."""
         if self.config.force is not None:
             return self.config.force
         if passing <= max(self.config.brute_force_rows, k) or passing <= self.config.brute_force_fraction * self._size:
@@ -110,58 +132,81 @@ class FilterPlanner:
         Returns:
             ([n] int64 rows, [n] float32 scores, the strategy used), best first, n <= k.
         """
-        rows = np.flatnonzero(passing)
-        strategy = self.choose(len(rows), k)
-        if strategy is Strategy.BRUTE_FORCE or len(rows) == 0:
-            return (*self._brute_force(vector, rows, k), strategy)
+        answers, strategy = self.search_many(vector[None, :], PassingRows(passing), k)
+        return (*answers[0], strategy)
+
+    def search_many(self, vectors: np.ndarray, passing: PassingRows, k: int) -> tuple[list[Answer], Strategy]:
+        """The top k passing rows for each of a batch of queries that share one filter.
+
+        Args:
+            vectors: [B, d] float32 queries.
+            passing: the rows that may be returned.
+            k: how many per query.
+
+        Returns:
+            (B answers, the strategy used).
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        strategy = self.choose(len(passing), k)
+        if strategy is Strategy.BRUTE_FORCE or len(passing) == 0:
+            return self._brute_force(vectors, passing, k), strategy
         if strategy is Strategy.SELECTOR:
-            return (*self._selector(vector, passing, len(rows), k), strategy)
-        return (*self._overfetch(vector, passing, rows, k), strategy)
+            return self._selector(vectors, passing, k), strategy
+        return self._overfetch(vectors, passing, k), strategy
 
-    def _brute_force(self, vector: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.asarray(self._embeddings[rows], dtype=np.float32) @ vector
-        if len(rows) > k:
-            top = np.argpartition(-scores, k - 1)[:k]
-            rows, scores = rows[top], scores[top]
-        order = np.lexsort((rows, -scores))
-        return rows[order].astype(np.int64), scores[order].astype(np.float32)
+    def _brute_force(self, vectors: np.ndarray, passing: PassingRows, k: int) -> list[Answer]:
+        rows = passing.rows
+        if len(rows) == 0:
+            return [(rows, np.zeros(0, dtype=np.float32))] * len(vectors)
+        gathered = passing.gathered(self._embeddings)
+        answers: list[Answer] = []
+        chunk = max(1, _SCORE_BUDGET // len(rows))
+        for start in range(0, len(vectors), chunk):
+            answers += _top_k(vectors[start : start + chunk] @ gathered.T, rows, k)
+        return answers
 
-    def _selector(self, vector: np.ndarray, passing: np.ndarray, count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        bitmap = np.packbits(passing, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(passing), faiss.swig_ptr(bitmap))
-        fraction = count / self._size
+    def _selector(self, vectors: np.ndarray, passing: PassingRows, k: int) -> list[Answer]:
+        bitmap = passing.bitmap()
+        selector = faiss.IDSelectorBitmap(passing.size, faiss.swig_ptr(bitmap))
         params: Any
         if self._ivf is not None:
-            params = self._ivf_parameters(fraction)
+            params = self._ivf_parameters(passing.fraction)
         elif self._hnsw is not None:
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from FAISS's stubs
-            params.efSearch = max(k, math.ceil(self._hnsw.hnsw.efSearch / fraction))
+            params.efSearch = max(k, math.ceil(self._hnsw.hnsw.efSearch / passing.fraction))
         else:
             params = faiss.SearchParameters()
         params.sel = selector
         with self._lock:
-            scores, ids = self._index.search(vector[None, :], k, params=params)
-        keep = ids[0] >= 0
-        return ids[0][keep].astype(np.int64), scores[0][keep]
+            scores, ids = self._index.search(vectors, k, params=params)
+        return [(ids[i][ids[i] >= 0].astype(np.int64), scores[i][ids[i] >= 0]) for i in range(len(vectors))]
 
-    def _overfetch(
-        self, vector: np.ndarray, passing: np.ndarray, rows: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        fraction = len(rows) / self._size
-        fetch = min(self._max_fetch, math.ceil(k / fraction * self.config.overfetch_margin))
-        # An IVF index finds deeper answers only in the lists it probes: probe as many more as for the selector.
-        params = self._ivf_parameters(fraction) if self._ivf is not None else None
-        while True:
+    def _overfetch(self, vectors: np.ndarray, passing: PassingRows, k: int) -> list[Answer]:
+        mask = passing.mask
+        fetch = min(self._max_fetch, math.ceil(k / passing.fraction * self.config.overfetch_margin))
+        params = self._ivf_parameters(passing.fraction) if self._ivf is not None else None
+        answers: list[Answer | None] = [None] * len(vectors)
+        pending, exhausted = list(range(len(vectors))), []
+        while pending:
             with self._lock:
-                scores, ids = self._index.search(vector[None, :], fetch, params=params)
-            found = ids[0][ids[0] >= 0]
-            keep = passing[found]
-            if keep.sum() >= k:
-                return found[keep][:k].astype(np.int64), scores[0][: len(found)][keep][:k]
-            if len(found) < fetch or fetch >= self._max_fetch:  # the index has no deeper answer to give
-                logger.debug("over-fetch of %d found %d of %d passing: brute force", fetch, keep.sum(), k)
-                return self._brute_force(vector, rows, k)
-            fetch = min(self._max_fetch, fetch * 4)
+                scores, ids = self._index.search(vectors[pending], fetch, params=params)
+            deeper = []
+            for j, i in enumerate(pending):
+                found = ids[j] >= 0
+                keep = found.copy()
+                keep[found] = mask[ids[j][found]]
+                if keep.sum() >= k:
+                    answers[i] = (ids[j][keep][:k].astype(np.int64), scores[j][keep][:k])
+                elif found.sum() < fetch or fetch >= self._max_fetch:  # the index has no deeper answer to give
+                    exhausted.append(i)
+                else:
+                    deeper.append(i)
+            pending, fetch = deeper, min(self._max_fetch, fetch * 4)
+        if exhausted:
+            logger.debug("over-fetch exhausted for %d of %d queries: brute force", len(exhausted), len(vectors))
+            for i, answer in zip(exhausted, self._brute_force(vectors[exhausted], passing, k), strict=True):
+                answers[i] = answer
+        return answers  # type: ignore[return-value]  # every query answered above
 
     def _ivf_parameters(self, fraction: float) -> Any:
         """IVF search parameters that probe nprobe / fraction lists (at most all of them, and at most the GPU's
@@ -169,6 +214,21 @@ class FilterPlanner:
         params = faiss.SearchParametersIVF()
         params.nprobe = min(self._ivf.nlist, self._max_probe, math.ceil(self._ivf.nprobe / fraction))
         return params
+
+
+def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> list[Answer]:
+    """Per row of [b, m] `scores` over catalog `rows` [m]: the top k, best first, ties by row."""
+    if scores.shape[1] > k:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        scores = np.take_along_axis(scores, top, axis=1)
+        candidates = rows[top]
+    else:
+        candidates = np.broadcast_to(rows, scores.shape)
+    answers = []
+    for i in range(len(scores)):
+        order = np.lexsort((candidates[i], -scores[i]))
+        answers.append((candidates[i][order].astype(np.int64), scores[i][order].astype(np.float32)))
+    return answers
 
 
 def _ivf_of(index: faiss.Index) -> Any:

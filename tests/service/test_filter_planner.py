@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from model.bundle.attributes import AttributeColumn, AttributeKind, attribute_array
 from service.attributes import AttributeTable
 from service.filter_planner import FilterPlanner, PlannerConfig, Strategy
+from service.filtered_search import FilteredSearch
 from service.filters import compile_filter
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
+from service.passing_rows import PassingRows
 from tests.service.filter_oracle import assert_same_top, filtered_top_k
 from tests.service.helpers import LIMITS
 
@@ -108,20 +110,60 @@ def test_every_strategy_equals_the_exact_filtered_top_k_on_a_flat_index(
 ) -> None:
     rng = np.random.default_rng(seed)
     embeddings = rng.standard_normal((len(items), DIM)).astype(np.float32)
-    vector = rng.standard_normal(DIM).astype(np.float32)
+    vectors = rng.standard_normal((3, DIM)).astype(np.float32)
     exclude = {r for r in excluded if r < len(items)}
     predicate = compile_filter(message, _table(items).kinds, LIMITS)
     assert predicate is not None
     passing = predicate.mask(_table(items))
     passing[list(exclude)] = False
-    expected, expected_scores, count = filtered_top_k(vector, embeddings, items, message, k, exclude)
-    assert count == passing.sum()
     index = _flat(embeddings)
     for strategy in STRATEGIES:
-        rows, scores, used = _planner(index, embeddings, strategy).search(vector, passing.copy(), k)
-        assert used is strategy or strategy is None or count == 0, (used, strategy)
+        answers, used = _planner(index, embeddings, strategy).search_many(vectors, PassingRows(passing), k)
+        for vector, (rows, scores) in zip(vectors, answers, strict=True):
+            expected, expected_scores, count = filtered_top_k(vector, embeddings, items, message, k, exclude)
+            assert count == passing.sum() and (used is strategy or strategy is None or count == 0)
+            assert_same_top(rows.tolist(), scores, expected, expected_scores)
+            assert (len(rows) < k) == (count < k)  # `truncated` only when fewer than k items pass
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    items=catalogs(),
+    messages=st.lists(filters(), min_size=1, max_size=3),
+    queries=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(1, 20), st.lists(st.integers(0, 119), max_size=4)),
+        min_size=1,
+        max_size=8,
+    ),
+    seed=st.integers(0, 2**16),
+    strategy=st.sampled_from(STRATEGIES),
+)
+def test_a_batch_grouped_by_filter_equals_the_exact_filtered_top_k_of_each_query(
+    items: list[dict[str, Any]],
+    messages: list[pb.ItemFilter],
+    queries: list[tuple[int, int, list[int]]],
+    seed: int,
+    strategy: Strategy | None,
+) -> None:
+    """Queries of one batch share filters (and so one search per filter) but keep their own k and exclusions."""
+    rng = np.random.default_rng(seed)
+    embeddings = rng.standard_normal((len(items), DIM)).astype(np.float32)
+    vectors = rng.standard_normal((len(queries), DIM)).astype(np.float32)
+    table = _table(items)
+    predicates = [compile_filter(m, table.kinds, LIMITS) for m in messages]
+    chosen = [(which % len(messages), k, {r for r in rows if r < len(items)}) for which, k, rows in queries]
+    search = FilteredSearch(_planner(_flat(embeddings), embeddings, strategy), table)
+    answers = search.search(
+        vectors,
+        [predicates[m] for m, _, _ in chosen],  # type: ignore[misc]
+        [k for _, k, _ in chosen],
+        [np.array(sorted(rows), dtype=np.int64) for _, _, rows in chosen],
+    )
+    for vector, (m, k, exclude), (rows, scores) in zip(vectors, chosen, answers, strict=True):
+        expected, expected_scores, count = filtered_top_k(vector, embeddings, items, messages[m], k, exclude)
         assert_same_top(rows.tolist(), scores, expected, expected_scores)
-        assert (len(rows) < k) == (count < k)  # `truncated` only when fewer than k items pass
+        assert (len(rows) < k) == (count < k)
+    assert len(search.cache) == len({predicates[m] for m, _, _ in chosen})  # each filter evaluated once
 
 
 def test_the_planner_chooses_brute_force_for_selective_filters_and_an_index_search_otherwise() -> None:
