@@ -3,9 +3,9 @@
 The planner answers a batch of queries that share one filter (`PassingRows`: the m rows of the N-item catalog
 that pass it) with one of three strategies:
 
-- `BRUTE_FORCE`: score exactly the passing rows and keep the top k. The gathered [m, d] embeddings are built
-  once per filter and cached with it, so a batch of B queries costs one [B, d] x [d, m] matrix product (BLAS)
-  plus a top-k selection over m scores each. Exact for any index.
+- `BRUTE_FORCE`: score exactly the passing rows and keep the top k: a FAISS Flat index of the m passing rows'
+  embeddings, built once per filter and cached with it, so a batch of B queries costs one [B, d] x [d, m]
+  product (BLAS) plus a top-k heap over m scores each. Exact for any index.
 - `SELECTOR`: a FAISS search restricted by an `IDSelectorBitmap` through the index's own `SearchParameters`
   (CPU Flat, IVF and HNSW indexes). IVF probes nprobe / s lists (s = m / N; HNSW: efSearch / s), so that it
   sees about as many passing items as an unfiltered search sees items.
@@ -47,9 +47,6 @@ from model.bundle.contract import GPU_MAX_K
 from service.passing_rows import PassingRows
 
 logger = logging.getLogger(__name__)
-
-# Scores held at once by brute force ([queries, passing rows] float32): 64 MiB.
-_SCORE_BUDGET = 16 * 2**20
 
 # One query's answer: ([n] int64 rows, [n] float32 scores), best first, n <= k.
 Answer = tuple[np.ndarray, np.ndarray]
@@ -158,12 +155,8 @@ class FilterPlanner:
         rows = passing.rows
         if len(rows) == 0:
             return [(rows, np.zeros(0, dtype=np.float32))] * len(vectors)
-        gathered = passing.gathered(self._embeddings)
-        answers: list[Answer] = []
-        chunk = max(1, _SCORE_BUDGET // len(rows))
-        for start in range(0, len(vectors), chunk):
-            answers += _top_k(vectors[start : start + chunk] @ gathered.T, rows, k)
-        return answers
+        scores, ids = passing.flat_index(self._embeddings).search(vectors, min(k, len(rows)))
+        return [(rows[ids[i]], scores[i]) for i in range(len(vectors))]
 
     def _selector(self, vectors: np.ndarray, passing: PassingRows, k: int) -> list[Answer]:
         bitmap = passing.bitmap()
@@ -214,21 +207,6 @@ class FilterPlanner:
         params = faiss.SearchParametersIVF()
         params.nprobe = min(self._ivf.nlist, self._max_probe, math.ceil(self._ivf.nprobe / fraction))
         return params
-
-
-def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> list[Answer]:
-    """Per row of [b, m] `scores` over catalog `rows` [m]: the top k, best first, ties by row."""
-    if scores.shape[1] > k:
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        scores = np.take_along_axis(scores, top, axis=1)
-        candidates = rows[top]
-    else:
-        candidates = np.broadcast_to(rows, scores.shape)
-    answers = []
-    for i in range(len(scores)):
-        order = np.lexsort((candidates[i], -scores[i]))
-        answers.append((candidates[i][order].astype(np.int64), scores[i][order].astype(np.float32)))
-    return answers
 
 
 def _ivf_of(index: faiss.Index) -> Any:

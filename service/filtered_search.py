@@ -1,7 +1,7 @@
 """The filtered queries of one micro-batch: grouped by filter, each group answered by one planned search.
 
 Queries that carry the same filter (equal `ItemPredicate`s) share one evaluation of it, cached per serving
-version (`PassingRowsCache`), and one search of the planner: one matrix product over the gathered passing rows,
+version (`PassingRowsCache`), and one search of the planner: one product over the passing rows (brute force),
 or one FAISS call. Exclusions stay per query: a group searches for max(k + |exclusions|) of its queries, and
 each query drops its excluded rows and keeps its k.
 """

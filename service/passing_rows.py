@@ -2,8 +2,9 @@
 
 A filter is evaluated once per (serving version, filter): `PassingRowsCache` keeps the most recently used
 `PassingRows` of one version (the engine owns one cache per version), bounded by the bytes they hold. Each
-strategy builds only what it reads, once: brute force the gathered embeddings of the passing rows (contiguous,
-so that a batch of queries scores them with one matrix product), the selector a bitmap, over-fetch the mask.
+strategy builds only what it reads, once: brute force an exact FAISS index of the passing rows' embeddings (so
+that a batch of queries scores them with one BLAS product, on the FAISS threads the server sizes per batch), the
+selector a bitmap, over-fetch the mask.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
+import faiss
 import numpy as np
 
 
@@ -27,7 +29,7 @@ class PassingRows:
         self.rows = np.flatnonzero(mask).astype(np.int64)
         self._mask: np.ndarray | None = mask
         self._bitmap: np.ndarray | None = None
-        self._gathered: np.ndarray | None = None
+        self._flat: faiss.Index | None = None
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -47,15 +49,21 @@ class PassingRows:
         """[ceil(N / 8)] uint8, bit i (little-endian within a byte) set when row i passes: FAISS's IDSelectorBitmap."""
         return self._once("_bitmap", lambda: np.packbits(self.mask, bitorder="little"))
 
-    def gathered(self, embeddings: np.ndarray) -> np.ndarray:
-        """[|passing|, d] float32, C-contiguous: the embeddings of the passing rows, in row order."""
-        return self._once("_gathered", lambda: np.ascontiguousarray(embeddings[self.rows], dtype=np.float32))
+    def flat_index(self, embeddings: np.ndarray) -> faiss.Index:
+        """An exact inner-product index of the passing rows' embeddings: its id j is catalog row `rows[j]`."""
+        if self._flat is None:
+            with self._lock:
+                if self._flat is None:
+                    flat = faiss.IndexFlatIP(embeddings.shape[1])
+                    flat.add(np.ascontiguousarray(embeddings[self.rows], dtype=np.float32))
+                    self._flat = flat
+        return self._flat
 
     @property
     def nbytes(self) -> int:
         """Bytes held now (what the cache counts)."""
-        held = [self.rows, self._mask, self._bitmap, self._gathered]
-        return sum(a.nbytes for a in held if a is not None)
+        held = sum(a.nbytes for a in (self.rows, self._mask, self._bitmap) if a is not None)
+        return held + (self._flat.ntotal * self._flat.d * 4 if self._flat is not None else 0)
 
     def _once(self, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
         value: np.ndarray | None = getattr(self, name)
@@ -77,7 +85,7 @@ def _mask_of(rows: np.ndarray, size: int) -> np.ndarray:
 class PassingRowsCache:
     """The most recently used `PassingRows` of one serving version, by filter, within `max_bytes`.
 
-    Thread-safe. Entries grow after they are cached (a gathered matrix is built on first use), so the budget is
+    Thread-safe. Entries grow after they are cached (the brute-force index is built on first use), so the budget is
     checked again on every `get`; the least recently used entries leave first. An entry bigger than the whole
     budget is still returned, just not kept.
 

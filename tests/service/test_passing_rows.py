@@ -1,4 +1,5 @@
-"""The passing rows of a filter (rows, mask, bitmap, gathered embeddings) and their LRU cache, bounded in bytes."""
+"""The passing rows of a filter (rows, mask, bitmap, an exact index of their embeddings) and their LRU cache,
+bounded in bytes."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ def test_passing_rows_build_each_view_once() -> None:
     passing = PassingRows(mask)
     assert (len(passing), passing.fraction, passing.rows.tolist()) == (4, 0.4, [0, 3, 4, 9])
     assert passing.bitmap().tolist() == [0b00011001, 0b00000010]  # FAISS's IDSelectorBitmap: bit i of byte i // 8
-    gathered = passing.gathered(embeddings)
-    np.testing.assert_array_equal(gathered, embeddings[[0, 3, 4, 9]])
-    assert gathered.flags.c_contiguous and passing.gathered(embeddings) is gathered
-    assert passing.nbytes == 4 * 8 + 10 + 2 + 4 * 2 * 4  # rows, mask, bitmap, gathered
+    flat = passing.flat_index(embeddings)
+    np.testing.assert_array_equal(flat.reconstruct_n(0, 4), embeddings[[0, 3, 4, 9]])  # id j: row rows[j]
+    assert passing.flat_index(embeddings) is flat
+    assert passing.nbytes == 4 * 8 + 10 + 2 + 4 * 2 * 4  # rows, mask, bitmap, the flat index's vectors
 
 
 def _mask(size: int, rows: list[int]) -> np.ndarray:
@@ -47,6 +48,6 @@ def test_the_cache_evaluates_a_filter_once_and_evicts_the_least_recently_used_by
 def test_an_entry_that_grows_past_the_budget_is_dropped_on_the_next_get() -> None:
     cache = PassingRowsCache(max_bytes=300)
     big = cache.get("big", lambda: _mask(100, list(range(10))))  # 100 + 80 bytes
-    big.gathered(np.zeros((100, 4), dtype=np.float32))  # + 160 bytes: over the budget
+    big.flat_index(np.zeros((100, 4), dtype=np.float32))  # + 160 bytes: over the budget
     cache.get("small", lambda: _mask(100, [0]))
     assert len(cache) == 1 and cache.get("small", lambda: _mask(100, [5])).rows.tolist() == [0]
