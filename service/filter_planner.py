@@ -15,17 +15,19 @@ that pass it) with one of three strategies:
   k <= 2048, or an IVF index whose probed lists are exhausted), fall back to brute force. For GPU indexes, which
   ignore IDSelectors.
 
-Cost model, per query (d: dimension; the constants come from docs/benchmarks/filters.md):
-- brute force: m x d multiply-adds in a BLAS product over contiguous rows, about the cost of an unfiltered
-  Flat search over m items; independent of the index.
+Cost model, per query (d: dimension; measured in docs/benchmarks/filters.md):
+- brute force: m x d multiply-adds in a BLAS product over contiguous rows (about the cost of an unfiltered Flat
+  search over m items), once the filter's rows are gathered (m x d x 4 bytes, cached; gathering them costs
+  about as much as scoring them once).
 - selector on IVF: the bitmap tests of the probed lists (nprobe / s lists of about N / nlist items) plus
   distances to the passing ones (nprobe / s x N / nlist x s = nprobe x N / nlist: as many as unfiltered), but
   without BLAS and with scattered reads; on Flat: a scan of all N rows without BLAS.
 - over-fetch: an unfiltered search for k / s x margin neighbours (deeper heaps; on IVF, nprobe / s lists).
-So brute force wins while m is small: below `brute_force_rows` passing rows, or a `brute_force_fraction` of
-the catalog, the planner scores the passing rows; above, it searches the index (selector on the CPU, over-fetch
-on a GPU).
-
+So:
+1. m <= `brute_force_rows` or m <= `brute_force_fraction` x N (or m <= k): brute force, on any index.
+2. A CPU Flat index scans all N rows whatever the strategy, brute force only m: brute force while the gathered
+   rows fit in half the cache, else over-fetch (BLAS, and exact on Flat).
+3. Otherwise the index's own sub-linear search: the selector on the CPU (IVF, HNSW), over-fetch on a GPU.
 With a Flat index every strategy returns the exact filtered top k. The planner never drops a passing item that
 the index returned, so fewer than k items means that fewer than k pass or, with an approximate index, that the
 index found fewer.
@@ -67,14 +69,15 @@ class PlannerConfig:
         brute_force_fraction: at most this fraction of the catalog passing: brute force.
         overfetch_margin: the first over-fetch searches k / selectivity x margin neighbours.
         force: always use this strategy (tests, benchmarks); None: plan per filter.
-        cache_bytes: what the passing rows of recent filters may hold per serving version (`PassingRowsCache`).
+        cache_bytes: what the passing rows of recent filters may hold per serving version (`PassingRowsCache`);
+            None: as much as the item embeddings (N x d x 4 bytes).
     """
 
     brute_force_rows: int = 20_000
     brute_force_fraction: float = 0.02
     overfetch_margin: float = 2.0
     force: Strategy | None = None
-    cache_bytes: int = 128 * 2**20
+    cache_bytes: int | None = None
 
 
 class FilterPlanner:
@@ -109,6 +112,11 @@ class FilterPlanner:
         self._ivf = _ivf_of(index)
         self._max_probe = GPU_MAX_K if on_gpu else self._size
         self._hnsw = index if isinstance(index, faiss.IndexHNSW) else None
+        self._scans_all = isinstance(index, faiss.IndexFlat) and not on_gpu
+        self._row_bytes = item_embeddings.shape[1] * 4
+        self.cache_bytes = (
+            self.config.cache_bytes if self.config.cache_bytes is not None else self._size * self._row_bytes
+        )
 
     def choose(self, passing: int, k: int) -> Strategy:
         """The strategy for queries with `passing` rows that may be returned."""
@@ -116,6 +124,8 @@ class FilterPlanner:
             return self.config.force
         if passing <= max(self.config.brute_force_rows, k) or passing <= self.config.brute_force_fraction * self._size:
             return Strategy.BRUTE_FORCE
+        if self._scans_all:
+            return Strategy.BRUTE_FORCE if passing * self._row_bytes <= self.cache_bytes // 2 else Strategy.OVERFETCH
         return Strategy.OVERFETCH if self._on_gpu else Strategy.SELECTOR
 
     def search(self, vector: np.ndarray, passing: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, Strategy]:

@@ -32,7 +32,7 @@ class FilteredSearch:
     def __init__(self, planner: FilterPlanner, attributes: AttributeTable) -> None:
         self.planner = planner
         self.attributes = attributes
-        self.cache = PassingRowsCache(planner.config.cache_bytes)
+        self.cache = PassingRowsCache(planner.cache_bytes)
 
     def search(
         self,

@@ -92,8 +92,9 @@ def _flat(embeddings: np.ndarray) -> faiss.Index:
 
 
 def _planner(index: faiss.Index, embeddings: np.ndarray, strategy: Strategy | None, **kwargs: Any) -> FilterPlanner:
-    # Auto with thresholds that send small catalogs past brute force too: 4 rows, 10 %.
-    config = PlannerConfig(force=strategy) if strategy else PlannerConfig(brute_force_rows=4, brute_force_fraction=0.1)
+    # Auto with thresholds that send small catalogs past brute force too: 4 rows, 10 %, no cache (Flat: over-fetch).
+    auto = PlannerConfig(brute_force_rows=4, brute_force_fraction=0.1, cache_bytes=0)
+    config = PlannerConfig(force=strategy) if strategy else auto
     return FilterPlanner(index, embeddings, config=config, **kwargs)
 
 
@@ -152,7 +153,8 @@ def test_a_batch_grouped_by_filter_equals_the_exact_filtered_top_k_of_each_query
     table = _table(items)
     predicates = [compile_filter(m, table.kinds, LIMITS) for m in messages]
     chosen = [(which % len(messages), k, {r for r in rows if r < len(items)}) for which, k, rows in queries]
-    search = FilteredSearch(_planner(_flat(embeddings), embeddings, strategy), table)
+    config = PlannerConfig(brute_force_rows=4, brute_force_fraction=0.1, force=strategy)  # the default cache
+    search = FilteredSearch(FilterPlanner(_flat(embeddings), embeddings, config=config), table)
     answers = search.search(
         vectors,
         [predicates[m] for m, _, _ in chosen],  # type: ignore[misc]
@@ -167,13 +169,19 @@ def test_a_batch_grouped_by_filter_equals_the_exact_filtered_top_k_of_each_query
 
 
 def test_the_planner_chooses_brute_force_for_selective_filters_and_an_index_search_otherwise() -> None:
-    embeddings = np.zeros((1000, DIM), dtype=np.float32)
-    config = PlannerConfig(brute_force_rows=50, brute_force_fraction=0.1)
-    cpu = FilterPlanner(_flat(embeddings), embeddings, config=config)
+    embeddings = np.random.default_rng(0).standard_normal((1000, DIM)).astype(np.float32)
+    config = PlannerConfig(brute_force_rows=50, brute_force_fraction=0.1, cache_bytes=400 * DIM * 4)
+    ivf = faiss.index_factory(DIM, "IVF4,Flat", faiss.METRIC_INNER_PRODUCT)
+    ivf.train(embeddings)
+    ivf.add(embeddings)
+    cpu = FilterPlanner(ivf, embeddings, config=config)
     gpu = FilterPlanner(_flat(embeddings), embeddings, config=config, on_gpu=True)
+    flat = FilterPlanner(_flat(embeddings), embeddings, config=config)
     assert cpu.choose(100, k=10) is Strategy.BRUTE_FORCE  # <= 10 % of the catalog
     assert cpu.choose(101, k=200) is Strategy.BRUTE_FORCE  # fewer than k pass
     assert (cpu.choose(101, k=10), gpu.choose(101, k=10)) == (Strategy.SELECTOR, Strategy.OVERFETCH)
+    # A CPU Flat index scans every row anyway: brute force while the passing rows fit in half the cache.
+    assert (flat.choose(200, k=10), flat.choose(201, k=10)) == (Strategy.BRUTE_FORCE, Strategy.OVERFETCH)
 
 
 class _CountingIndex:
