@@ -15,19 +15,20 @@ that pass it) with one of three strategies:
   k <= 2048, or an IVF index whose probed lists are exhausted), fall back to brute force. For GPU indexes, which
   ignore IDSelectors.
 
-Cost model, per query (d: dimension; measured in docs/benchmarks/filters.md):
-- brute force: m x d multiply-adds in a BLAS product over contiguous rows (about the cost of an unfiltered Flat
-  search over m items), once the filter's rows are gathered (m x d x 4 bytes, cached; gathering them costs
-  about as much as scoring them once).
-- selector on IVF: the bitmap tests of the probed lists (nprobe / s lists of about N / nlist items) plus
-  distances to the passing ones (nprobe / s x N / nlist x s = nprobe x N / nlist: as many as unfiltered), but
-  without BLAS and with scattered reads; on Flat: a scan of all N rows without BLAS.
+Cost model, per query, in rows visited (m passing rows of N; s = m / N; measured in docs/benchmarks/filters.md):
+- brute force: m rows scored in a BLAS product over contiguous rows, once the filter's rows are gathered (m x d
+  x 4 bytes, cached; gathering costs about as much as scoring them once).
+- selector on IVF: nprobe / s lists of about N / nlist rows visited each (bitmap test, then a distance for the
+  passing ones), without BLAS and with scattered reads: a visited row costs `ivf_row_cost` (about 8 at 1M x 64)
+  brute-forced rows. On Flat: all N rows, without BLAS.
 - over-fetch: an unfiltered search for k / s x margin neighbours (deeper heaps; on IVF, nprobe / s lists).
 So:
 1. m <= `brute_force_rows` or m <= `brute_force_fraction` x N (or m <= k): brute force, on any index.
-2. A CPU Flat index scans all N rows whatever the strategy, brute force only m: brute force while the gathered
+2. A CPU Flat index visits all N rows whatever the strategy, brute force only m: brute force while the gathered
    rows fit in half the cache, else over-fetch (BLAS, and exact on Flat).
-3. Otherwise the index's own sub-linear search: the selector on the CPU (IVF, HNSW), over-fetch on a GPU.
+3. A CPU IVF index: brute force while m <= ivf_row_cost x nprobe / s x N / nlist and the gathered rows fit in
+   half the cache (at 1M, nlist 1024, nprobe 8: below s of about 25 %), else the selector.
+4. Otherwise the index's own search: the selector on the CPU (HNSW), over-fetch on a GPU.
 With a Flat index every strategy returns the exact filtered top k. The planner never drops a passing item that
 the index returned, so fewer than k items means that fewer than k pass or, with an approximate index, that the
 index found fewer.
@@ -68,6 +69,7 @@ class PlannerConfig:
         brute_force_rows: at most this many passing rows: brute force.
         brute_force_fraction: at most this fraction of the catalog passing: brute force.
         overfetch_margin: the first over-fetch searches k / selectivity x margin neighbours.
+        ivf_row_cost: what visiting one row of an IVF list costs, in rows scored by brute force.
         force: always use this strategy (tests, benchmarks); None: plan per filter.
         cache_bytes: what the passing rows of recent filters may hold per serving version (`PassingRowsCache`);
             None: as much as the item embeddings (N x d x 4 bytes).
@@ -76,6 +78,7 @@ class PlannerConfig:
     brute_force_rows: int = 20_000
     brute_force_fraction: float = 0.02
     overfetch_margin: float = 2.0
+    ivf_row_cost: float = 8.0
     force: Strategy | None = None
     cache_bytes: int | None = None
 
@@ -124,8 +127,14 @@ class FilterPlanner:
             return self.config.force
         if passing <= max(self.config.brute_force_rows, k) or passing <= self.config.brute_force_fraction * self._size:
             return Strategy.BRUTE_FORCE
+        fits = passing * self._row_bytes <= self.cache_bytes // 2
         if self._scans_all:
-            return Strategy.BRUTE_FORCE if passing * self._row_bytes <= self.cache_bytes // 2 else Strategy.OVERFETCH
+            return Strategy.BRUTE_FORCE if fits else Strategy.OVERFETCH
+        if self._ivf is not None and not self._on_gpu and fits:
+            fraction = passing / self._size
+            visited = self._probes(fraction) * self._size / self._ivf.nlist * self.config.ivf_row_cost
+            if passing <= visited:
+                return Strategy.BRUTE_FORCE
         return Strategy.OVERFETCH if self._on_gpu else Strategy.SELECTOR
 
     def search(self, vector: np.ndarray, passing: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, Strategy]:
@@ -215,8 +224,11 @@ class FilterPlanner:
         """IVF search parameters that probe nprobe / fraction lists (at most all of them, and at most the GPU's
         limit on a GPU), so that a search sees about as many passing items as an unfiltered search sees items."""
         params = faiss.SearchParametersIVF()
-        params.nprobe = min(self._ivf.nlist, self._max_probe, math.ceil(self._ivf.nprobe / fraction))
+        params.nprobe = self._probes(fraction)
         return params
+
+    def _probes(self, fraction: float) -> int:
+        return int(min(self._ivf.nlist, self._max_probe, math.ceil(self._ivf.nprobe / fraction)))
 
 
 def _ivf_of(index: faiss.Index) -> Any:

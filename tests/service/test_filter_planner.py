@@ -4,6 +4,7 @@ CPU, and the IVF recall bound at selectivities 50 / 10 / 1 / 0.1 %."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -171,17 +172,28 @@ def test_a_batch_grouped_by_filter_equals_the_exact_filtered_top_k_of_each_query
 def test_the_planner_chooses_brute_force_for_selective_filters_and_an_index_search_otherwise() -> None:
     embeddings = np.random.default_rng(0).standard_normal((1000, DIM)).astype(np.float32)
     config = PlannerConfig(brute_force_rows=50, brute_force_fraction=0.1, cache_bytes=400 * DIM * 4)
-    ivf = faiss.index_factory(DIM, "IVF4,Flat", faiss.METRIC_INNER_PRODUCT)
-    ivf.train(embeddings)
-    ivf.add(embeddings)
-    cpu = FilterPlanner(ivf, embeddings, config=config)
     gpu = FilterPlanner(_flat(embeddings), embeddings, config=config, on_gpu=True)
     flat = FilterPlanner(_flat(embeddings), embeddings, config=config)
-    assert cpu.choose(100, k=10) is Strategy.BRUTE_FORCE  # <= 10 % of the catalog
-    assert cpu.choose(101, k=200) is Strategy.BRUTE_FORCE  # fewer than k pass
-    assert (cpu.choose(101, k=10), gpu.choose(101, k=10)) == (Strategy.SELECTOR, Strategy.OVERFETCH)
-    # A CPU Flat index scans every row anyway: brute force while the passing rows fit in half the cache.
+    assert gpu.choose(100, k=10) is Strategy.BRUTE_FORCE  # <= 10 % of the catalog
+    assert gpu.choose(101, k=200) is Strategy.BRUTE_FORCE  # fewer than k pass
+    assert gpu.choose(101, k=10) is Strategy.OVERFETCH
+    # A CPU Flat index visits every row anyway: brute force while the passing rows fit in half the cache.
     assert (flat.choose(200, k=10), flat.choose(201, k=10)) == (Strategy.BRUTE_FORCE, Strategy.OVERFETCH)
+
+
+def test_on_a_cpu_ivf_index_brute_force_wins_while_it_scores_fewer_rows_than_the_selector_visits() -> None:
+    embeddings = np.random.default_rng(0).standard_normal((2000, DIM)).astype(np.float32)
+    ivf = faiss.index_factory(DIM, "IVF20,Flat", faiss.METRIC_INNER_PRODUCT)
+    ivf.train(embeddings)
+    ivf.add(embeddings)
+    ivf.nprobe = 1
+    config = PlannerConfig(brute_force_rows=10, brute_force_fraction=0.0, ivf_row_cost=1.0)
+    planner = FilterPlanner(ivf, embeddings, config=config)
+    # m passing rows: the selector visits ceil(1 / (m / 2000)) lists of 100 rows; brute force scores m rows.
+    assert planner.choose(400, k=10) is Strategy.BRUTE_FORCE  # 400 <= 5 lists x 100
+    assert planner.choose(500, k=10) is Strategy.SELECTOR  # 500 > 4 lists x 100
+    small_cache = FilterPlanner(ivf, embeddings, config=dataclasses.replace(config, cache_bytes=2 * 399 * DIM * 4))
+    assert small_cache.choose(400, k=10) is Strategy.SELECTOR  # the gathered rows would not fit in half the cache
 
 
 class _CountingIndex:
