@@ -114,7 +114,7 @@ def build_ivf(embeddings: np.ndarray, nlist: int) -> faiss.Index:
     return index
 
 
-def tune_nprobe(index: faiss.Index, q: np.ndarray, truth: list[set[int]], k: int) -> tuple[int, float]:
+def tune_nprobe(index: Any, q: np.ndarray, truth: list[set[int]], k: int) -> tuple[int, float]:
     """The smallest nprobe of NPROBES with unfiltered recall@k >= 0.95."""
     for nprobe in NPROBES:
         index.nprobe = nprobe
