@@ -51,6 +51,9 @@ from service.passing_rows import PassingRows
 
 logger = logging.getLogger(__name__)
 
+# The smallest default passing-rows cache (small catalogs): 16 MiB.
+MIN_CACHE_BYTES = 16 * 2**20
+
 # One query's answer: ([n] int64 rows, [n] float32 scores), best first, n <= k.
 Answer = tuple[np.ndarray, np.ndarray]
 
@@ -72,7 +75,7 @@ class PlannerConfig:
         ivf_row_cost: what visiting one row of an IVF list costs, in rows scored by brute force.
         force: always use this strategy (tests, benchmarks); None: plan per filter.
         cache_bytes: what the passing rows of recent filters may hold per serving version (`PassingRowsCache`);
-            None: as much as the item embeddings (N x d x 4 bytes).
+            None: as much as the item embeddings (N x d x 4 bytes), and at least `MIN_CACHE_BYTES`.
     """
 
     brute_force_rows: int = 20_000
@@ -118,7 +121,9 @@ class FilterPlanner:
         self._scans_all = isinstance(index, faiss.IndexFlat) and not on_gpu
         self._row_bytes = item_embeddings.shape[1] * 4
         self.cache_bytes = (
-            self.config.cache_bytes if self.config.cache_bytes is not None else self._size * self._row_bytes
+            self.config.cache_bytes
+            if self.config.cache_bytes is not None
+            else max(MIN_CACHE_BYTES, self._size * self._row_bytes)
         )
 
     def choose(self, passing: int, k: int) -> Strategy:
