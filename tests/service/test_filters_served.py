@@ -111,6 +111,30 @@ def test_filtered_candidates_equal_the_exact_filtered_top_k(
     assert [c.rank for c in response.candidates] == list(range(min(K, count)))
 
 
+def test_a_batch_mixing_filters_answers_each_request_with_its_own_filter_k_and_exclusions(
+    filtered_server: ServerThread, filtered_bundle: Path
+) -> None:
+    """Requests of one batch that share a filter share one search; each keeps its k and exclusions."""
+    bundle = open_bundle(filtered_bundle)
+    features = {"user_id": np.array(["u5"]), "genres": np.array([["", "", ""]]), "country": np.array([""])}
+    vector = bundle.load_query_tower()({**features, "age": np.array([np.nan], dtype=np.float32)})[0]
+    embeddings = bundle.load_item_embeddings()
+    one_genre, ranged = FILTERS["one genre"], FILTERS["brands, deny a genre, a year range"]
+    first, _, _ = filtered_top_k(vector, embeddings, _oracle_items(), one_genre, 2)
+    plan = [(one_genre, 5, set()), (one_genre, 12, set(first)), (ranged, 7, {first[0]}), (pb.ItemFilter(), 4, set())]
+    requests = [
+        pb.RetrieveCandidatesRequest(
+            user_id="u5", num_candidates=k, exclude_item_ids=[item_id(r) for r in exclude], filter=message
+        )
+        for message, k, exclude in plan
+    ]
+    with RetrievalClient(filtered_server.target) as client:
+        responses = client.retrieve_batch(requests)
+    for response, (message, k, exclude) in zip(responses, plan, strict=True):
+        rows, scores, _ = filtered_top_k(vector, embeddings, _oracle_items(), message, k, exclude)
+        assert_same_top(_ids(response), [c.score for c in response.candidates], [item_id(r) for r in rows], scores)
+
+
 def test_restrict_strings_are_typed_by_the_kinds_the_server_reports(filtered_server: ServerThread) -> None:
     """`release_year=1995` is a numeric equality (the server reports the kind), not a token."""
     with RetrievalClient(filtered_server.target) as client:
