@@ -3,8 +3,8 @@
 `Engine.retrieve` answers a batch of validated queries with one query-tower call and ONE index search for
 max(k_i + |exclusions_i|) neighbours (bounded by the catalog, and by FAISS's GPU k limit), then drops each
 query's excluded items, keeping the order. Exclusions are filtered here, never with an IDSelector, which GPU
-indexes ignore. Queries with an item filter leave that batched search: the filter planner
-(`service.filter_planner`) answers each from the rows that pass its filter, minus its exclusions. All calls
+indexes ignore. Queries with an item filter leave that batched search: grouped by filter, each group is answered
+by one search of the filter planner (`service.filtered_search`, `service.filter_planner`). All calls
 block: run them off the event loop. Concurrent calls search a CPU index at the same time but take turns on a GPU
 index, which FAISS allows one calling thread at a time.
 """
@@ -26,6 +26,7 @@ from model.bundle.contract import GPU_MAX_K, AttributeKind, CategoricalFeature, 
 from model.bundle.reader import Bundle
 from service.attributes import AttributeTable
 from service.filter_planner import FilterPlanner, PlannerConfig
+from service.filtered_search import FilteredSearch
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
 from service.responses import encode_responses
@@ -94,14 +95,17 @@ class Engine:
         self._item_embeddings = item_embeddings
         self._cosine = manifest.similarity == "cosine"
         self.attributes = attributes or AttributeTable.empty(len(item_ids))
-        self._planner = (
-            FilterPlanner(
-                index,
-                item_embeddings,
-                on_gpu=on_gpu,
-                max_fetch=self._max_fetch,
-                config=planner,
-                search_lock=self._search_lock,
+        self._filtered_search = (
+            FilteredSearch(
+                FilterPlanner(
+                    index,
+                    item_embeddings,
+                    on_gpu=on_gpu,
+                    max_fetch=self._max_fetch,
+                    config=planner,
+                    search_lock=self._search_lock,
+                ),
+                self.attributes,
             )
             if item_embeddings is not None
             else None
@@ -188,9 +192,11 @@ class Engine:
             vectors = embeddings if len(plain) == len(queries) else embeddings[plain]
             for i, result in zip(plain, self._search(subset, vectors), strict=True):
                 results[i] = result
-        for i, query in enumerate(queries):
-            if query.filter is not None:
-                results[i] = self._filtered(query, embeddings[i])
+        filtered = [i for i, q in enumerate(queries) if q.filter is not None]
+        if filtered:
+            answered = self._filtered([queries[i] for i in filtered], embeddings[filtered])
+            for i, result in zip(filtered, answered, strict=True):
+                results[i] = result
         searched = time.perf_counter()
         responses = encode_responses(results, [q.request_id for q in queries], self._wire) if encode else []
         done = time.perf_counter()
@@ -207,16 +213,22 @@ class Engine:
             scores, ids = self._index.search(embeddings, fetch)
         return self._results(queries, excluded, ids, scores)
 
-    def _filtered(self, query: Query, vector: np.ndarray) -> RetrievalResult:
-        """A filtered query: the planner's top k among the rows that pass the filter and are not excluded."""
-        if self._planner is None or query.filter is None:
+    def _filtered(self, queries: Sequence[Query], vectors: np.ndarray) -> list[RetrievalResult]:
+        """Filtered queries: each one's top k among the rows that pass its filter and are not excluded."""
+        if self._filtered_search is None:
             raise RuntimeError("this engine holds no item embeddings for filtered queries")
-        passing = query.filter.mask(self.attributes)
-        passing[self._rows(query.exclude)] = False
-        rows, scores, _ = self._planner.search(vector, passing, query.k)
-        display = self._display_of(rows, query.display) if query.display else ()
+        answers = self._filtered_search.search(
+            vectors,
+            [q.filter for q in queries],  # type: ignore[misc]  # only queries with a filter come here
+            [q.k for q in queries],
+            [self._rows(q.exclude) for q in queries],
+        )
         name, version = self.manifest.model_name, self.manifest.model_version
-        return RetrievalResult(rows, scores, len(rows) < query.k, name, version, display, self._item_ids)
+        results = []
+        for query, (rows, scores) in zip(queries, answers, strict=True):
+            display = self._display_of(rows, query.display) if query.display else ()
+            results.append(RetrievalResult(rows, scores, len(rows) < query.k, name, version, display, self._item_ids))
+        return results
 
     def _embed(self, queries: Sequence[Query]) -> np.ndarray:
         """[B, d] query vectors: the query tower's for feature queries (one call for all of them), the mean item
