@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from model.console import (
     quiet_tensorflow,
     run_command,
 )
+from model.logs import LOG_FORMATS, configure_logging
 from model.training.config import RunConfig, apply_overrides, build_config, field_paths, load_toml
 from model.training.flags import add_config_flags
 
@@ -53,6 +53,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="continue the run in --output_dir (default runs/latest) from its last checkpoint, with the "
         "config.json saved there unless --config is given",
     )
+    parser.add_argument(
+        "--log-format", default="text", choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line (as retrieval-serve --log-format json)",
+    )  # fmt: skip
     add_config_flags(parser)
     return parser.parse_args(argv)
 
@@ -81,7 +85,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_tensorflow()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO", args.log_format)
 
     def train() -> int:
         config = resolve_config(args)
