@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import tracing
 from service.admission import AdmissionGate
 from service.auth import BearerTokenInterceptor
 from service.batcher import MicroBatcher
@@ -178,7 +179,12 @@ async def build_server(
     for name in HEALTH_SERVICES:
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)] if metrics is not None else []
+    tracing.configure_from_env()  # on only when the OTEL_* variables ask for it
+    # Outermost: the call's server span continues the caller's trace and sees the abort codes that the metrics
+    # interceptor, inside it, counts.
+    chain: list[grpc.aio.ServerInterceptor] = tracing.server_interceptors()
+    if metrics is not None:
+        chain.append(MetricsInterceptor(metrics))
     chain.append(CallLogInterceptor())  # inside the metrics (and tracing) interceptors: logs see the span
     chain.extend(interceptors)
     if config.auth_tokens:
