@@ -68,8 +68,8 @@ def configure_from_env(env: Mapping[str, str] | None = None) -> bool:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-    except ImportError as error:
-        raise RuntimeError(
+    except ImportError as error:  # a configuration error: the one-line message of the console scripts
+        raise ValueError(
             f"OTEL_* variables ask for traces but OpenTelemetry is not installed ({error.name}): "
             'pip install "retrieval-service[otel]"'
         ) from error

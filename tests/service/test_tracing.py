@@ -134,18 +134,18 @@ def test_aborted_calls_are_still_counted_by_the_metrics_and_logged_with_the_trac
     try:
         with RetrievalClient(traced.target) as client, pytest.raises(grpc.RpcError) as failed:
             client.stub.RetrieveCandidates(build_request("u1", 0), timeout=30, metadata=_traceparent())
+        assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+        def counted() -> bool:  # the interceptors finish (and log) after the client has its answer
+            after = metrics.registry.get_sample_value(
+                "grpc_server_handled_total", {**labels, "grpc_code": "InvalidArgument"}
+            )
+            servers = [span for span in exporter.get_finished_spans() if span.name.endswith("RetrieveCandidates")]
+            return after == (before or 0) + 1 and len(servers) == 1 and len(records) == 1
+
+        assert wait_until(counted)  # the tracing interceptor, outermost, hides no abort code from the metrics
     finally:
         call_log.removeHandler(handler)
-    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-    def counted() -> bool:  # the interceptors finish after the client has its answer
-        after = metrics.registry.get_sample_value(
-            "grpc_server_handled_total", {**labels, "grpc_code": "InvalidArgument"}
-        )
-        servers = [span for span in exporter.get_finished_spans() if span.name.endswith("RetrieveCandidates")]
-        return after == (before or 0) + 1 and len(servers) == 1
-
-    assert wait_until(counted)  # the tracing interceptor, outermost, hides no abort code from the metrics
     (server,) = [span for span in exporter.get_finished_spans() if span.name.endswith("RetrieveCandidates")]
     assert server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert [record.trace_id for record in records] == [CLIENT_TRACE]  # type: ignore[attr-defined]
@@ -163,6 +163,14 @@ def test_aborted_calls_are_still_counted_by_the_metrics_and_logged_with_the_trac
 )
 def test_only_the_standard_variables_turn_tracing_on(env: dict[str, str], on: bool) -> None:
     assert tracing.enabled_by_env(env) is on
+
+
+def test_variables_asking_for_traces_without_the_extra_name_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.resources", None)  # as if the extra were absent
+    monkeypatch.setattr(tracing, "_tracer", None)  # off, whatever the module's other tests set
+    with pytest.raises(ValueError, match=r"retrieval-service\[otel\]"):
+        tracing.configure_from_env({"OTEL_TRACES_EXPORTER": "console"})
+    assert not tracing.active()
 
 
 def test_tracing_off_imports_nothing_of_opentelemetry() -> None:
