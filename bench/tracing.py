@@ -145,7 +145,7 @@ def markdown(report: dict[str, Any]) -> str:
         header_markdown("Tracing overhead through the front door", report["machine"], report["command"], note)
         + "\n"
         + table
-        + f"\nSpans received by the collector stand-in per run: {spans}.\n"
+        + f"\n\nSpans received by the collector stand-in per run: {spans}.\n"
     )
 
 

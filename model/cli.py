@@ -35,6 +35,8 @@ from model.training.config import RunConfig, apply_overrides, build_config, fiel
 from model.training.flags import add_config_flags
 
 PROG = "retrieval-train"
+# Text log lines as retrieval-train has always written them ("<time> INFO model.training.trainer: epoch 1 ...").
+TRAIN_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -85,7 +87,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_tensorflow()
-    configure_logging("INFO", args.log_format)
+    configure_logging("INFO", args.log_format, text_format=TRAIN_TEXT_FORMAT)
 
     def train() -> int:
         config = resolve_config(args)

@@ -46,8 +46,8 @@ def current_trace_ids() -> tuple[str, str]:
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
-def formatter(log_format: LogFormat, prefix: str = "") -> logging.Formatter:
-    """The formatter of `log_format`; `prefix` (e.g. "worker-1 ") starts each text line."""
+def formatter(log_format: LogFormat, prefix: str = "", *, text_format: str = TEXT_FORMAT) -> logging.Formatter:
+    """The formatter of `log_format`; `prefix` (e.g. "worker-1 ") starts each text line of `text_format`."""
     if log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
@@ -55,13 +55,15 @@ def formatter(log_format: LogFormat, prefix: str = "") -> logging.Formatter:
             "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d %(request_id)s %(trace_id)s %(span_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
-    return logging.Formatter(TEXT_FORMAT.replace("%(name)s", prefix + "%(name)s"))
+    return logging.Formatter(text_format.replace("%(name)s", prefix + "%(name)s"))
 
 
-def configure_logging(level: str, log_format: LogFormat = "text", *, prefix: str = "") -> None:
+def configure_logging(
+    level: str, log_format: LogFormat = "text", *, prefix: str = "", text_format: str = TEXT_FORMAT
+) -> None:
     """One stderr handler on the root logger with the call-context filter; replaces earlier handlers."""
     handler = logging.StreamHandler()
-    handler.setFormatter(formatter(log_format, prefix))
+    handler.setFormatter(formatter(log_format, prefix, text_format=text_format))
     handler.addFilter(CallContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
