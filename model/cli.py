@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,10 +30,13 @@ from model.console import (
     quiet_tensorflow,
     run_command,
 )
+from model.logs import LOG_FORMATS, configure_logging
 from model.training.config import RunConfig, apply_overrides, build_config, field_paths, load_toml
 from model.training.flags import add_config_flags
 
 PROG = "retrieval-train"
+# Text log lines as retrieval-train has always written them ("<time> INFO model.training.trainer: epoch 1 ...").
+TRAIN_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -53,6 +55,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="continue the run in --output_dir (default runs/latest) from its last checkpoint, with the "
         "config.json saved there unless --config is given",
     )
+    parser.add_argument(
+        "--log-format", default="text", choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line (as retrieval-serve --log-format json)",
+    )  # fmt: skip
     add_config_flags(parser)
     return parser.parse_args(argv)
 
@@ -81,7 +87,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_tensorflow()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO", args.log_format, text_format=TRAIN_TEXT_FORMAT)
 
     def train() -> int:
         config = resolve_config(args)

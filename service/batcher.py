@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from service import tracing
 from service.errors import DeadlineExpired, Overloaded, ShuttingDown
 from service.observer import NullObserver, ServingObserver
 
@@ -72,6 +73,7 @@ class _Job(Generic[T, R]):
     future: asyncio.Future[R]
     deadline: float | None  # time.monotonic()
     enqueued: float  # time.monotonic()
+    trace: object = None  # the caller's OpenTelemetry context while tracing is on (service/tracing.py)
 
     def expired(self, now: float) -> bool:
         return self.deadline is not None and now >= self.deadline
@@ -168,7 +170,8 @@ class MicroBatcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         deadline = None if timeout_s is None else now + timeout_s
-        jobs = [_Job(item, loop.create_future(), deadline, now) for item in items]
+        trace = tracing.current_context()
+        jobs = [_Job(item, loop.create_future(), deadline, now, trace) for item in items]
         for job in jobs:
             self._queue.put_nowait(job)
         depth = self._queue.qsize()
@@ -236,6 +239,8 @@ class MicroBatcher(Generic[T, R]):
         live = [job for job in batch if not self._dropped(job, now)]
         for job in live:
             self._observer.on_stage("queue", now - job.enqueued)
+            if job.trace is not None:
+                tracing.queue_span(job.trace, now - job.enqueued)
         if not live:
             return
         try:
@@ -260,7 +265,11 @@ class MicroBatcher(Generic[T, R]):
         if not kept:
             return kept, []
         self._observer.on_batch(len(kept))
-        results = self._process([job.item for job in kept])
+        if tracing.active():
+            with tracing.batch_span([job.trace for job in kept]):
+                results = self._process([job.item for job in kept])
+        else:
+            results = self._process([job.item for job in kept])
         if len(results) != len(kept):
             raise RuntimeError(f"batch of {len(kept)} items produced {len(results)} results")
         return kept, results

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from model.bundle.contract import GPU_MAX_K, AttributeKind, CategoricalFeature, Manifest, TowerSpec, place_index
 from model.bundle.reader import Bundle
+from service import tracing
 from service.attributes import AttributeTable
 from service.filter_planner import FilterPlanner, PlannerConfig
 from service.filtered_search import FilteredSearch
@@ -203,6 +204,13 @@ class Engine:
         self._observer.on_stage("query_tower", encoded - start)
         self._observer.on_stage("index_search", searched - encoded)
         self._observer.on_stage("postprocess", done - searched)
+        if tracing.active():
+            stages = (
+                ("query_tower", encoded - start),
+                ("index_search", searched - encoded),
+                ("postprocess", done - searched),
+            )
+            tracing.stage_spans(self.manifest.model_name, self.manifest.model_version, len(queries), stages)
         return results, responses
 
     def _search(self, queries: Sequence[Query], embeddings: np.ndarray) -> list[RetrievalResult]:

@@ -9,10 +9,15 @@ metrics port, Prometheus metrics (a fresh registry per server) are served over H
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
-from collections.abc import Sequence
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -20,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import tracing
 from service.admission import AdmissionGate
 from service.auth import BearerTokenInterceptor
 from service.batcher import MicroBatcher
@@ -173,7 +179,12 @@ async def build_server(
     for name in HEALTH_SERVICES:
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)] if metrics is not None else []
+    tracing.configure_from_env()  # on only when the OTEL_* variables ask for it
+    # Outermost: the call's server span continues the caller's trace and sees the abort codes that the metrics
+    # interceptor, inside it, counts.
+    chain: list[grpc.aio.ServerInterceptor] = tracing.server_interceptors()
+    if metrics is not None:
+        chain.append(MetricsInterceptor(metrics))
     chain.append(CallLogInterceptor())  # inside the metrics (and tracing) interceptors: logs see the span
     chain.extend(interceptors)
     if config.auth_tokens:
@@ -272,18 +283,62 @@ def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
     return options
 
 
+class BindError(OSError):
+    """The gRPC port cannot be bound (in use, or an address of no local interface): `retrieval-serve` exits 1."""
+
+
+# gRPC's C++ line on a failed bind, e.g. "E1204 ... add_port.cc:83] Failed to add port to server: ... (Error in
+# bind for address '[::ffff:127.0.0.1]:5000': Address already in use)": its reason joins our one line instead.
+_ADD_PORT_LINE = re.compile(r"^E\d{4} .*add_port\.cc.*?(?:: ([^:()]+)\))?$")
+
+
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     address = f"{config.host}:{config.port}"
-    if config.tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        client_ca = config.tls.client_ca_path.read_bytes() if config.tls.client_ca_path else None
-        credentials = grpc.ssl_server_credentials(
-            [(config.tls.key_path.read_bytes(), config.tls.cert_path.read_bytes())],
-            root_certificates=client_ca,
-            require_client_auth=client_ca is not None,
-        )
-        port = server.add_secure_port(address, credentials)
+    reasons: list[str] = []
+    try:
+        with _native_stderr_lines(_ADD_PORT_LINE, reasons):
+            if config.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                client_ca = config.tls.client_ca_path.read_bytes() if config.tls.client_ca_path else None
+                credentials = grpc.ssl_server_credentials(
+                    [(config.tls.key_path.read_bytes(), config.tls.cert_path.read_bytes())],
+                    root_certificates=client_ca,
+                    require_client_auth=client_ca is not None,
+                )
+                port = server.add_secure_port(address, credentials)
+    except RuntimeError as error:  # grpcio: "Failed to bind to address ..."
+        raise BindError(f"cannot bind {address}: {_bind_reason(reasons)}") from error
     if port == 0:
-        raise RuntimeError(f"cannot bind {address}")
+        raise BindError(f"cannot bind {address}: {_bind_reason(reasons)}")
     return port
+
+
+def _bind_reason(reasons: list[str]) -> str:
+    return reasons[0] if reasons and reasons[0] else "in use, or no local interface has that address"
+
+
+@contextlib.contextmanager
+def _native_stderr_lines(pattern: re.Pattern[str], matched: list[str]) -> Iterator[None]:
+    """Holds back what native code writes to file descriptor 2 meanwhile: lines matching `pattern` are dropped
+    (their first group appended to `matched`), every other line is written on afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = []
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                match = pattern.match(line.rstrip("\n"))
+                if match is None:
+                    kept.append(line)
+                else:
+                    matched.append((match.group(1) or "").strip())
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()

@@ -24,9 +24,9 @@ TENSORFLOW = frozenset({"tensorflow", "keras", "tf_keras"})
 # The one TensorFlow-bound model module the server may reach: it loads the query tower's SavedModel.
 READER = "model.bundle.reader"
 # What service modules may import from model (and the parent packages, which run first and import nothing):
-# the bundle contract, the reader, and two standard-library-only modules the command lines import without loading
-# FAISS or NumPy: the contract's reserved names and the console conventions every command shares.
-LIGHT = frozenset({"model.bundle.reserved", "model.console"})
+# the bundle contract, the reader, and three standard-library-only modules the command lines import without loading
+# FAISS or NumPy: the contract's reserved names, the console conventions and the log formats every command shares.
+LIGHT = frozenset({"model.bundle.reserved", "model.console", "model.logs"})
 SERVICE_MAY_IMPORT = frozenset({"model.bundle.contract", READER}) | LIGHT
 PARENT_PACKAGES = frozenset({"model", "model.bundle"})
 # Composition roots: service modules that run the whole product and so may import anything. Nothing in

@@ -37,6 +37,13 @@ def test_extras_split_serving_training_and_development() -> None:
     assert serve == core and not {"matplotlib", "grpcio-tools"} & core
     assert train - core == {"matplotlib"}
     assert train | {"grpcio-tools", "pytest"} <= dev  # `pip install -e ".[dev]"` covers the demo and protogen
+    otel = set(project_requirements("otel")) - core
+    assert otel == {
+        "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp", "opentelemetry-instrumentation-grpc"
+    }  # fmt: skip
+    assert otel <= dev  # CI (which installs dev) runs the tracing tests
+    otel_pins, dev_pins = project_requirements("otel"), project_requirements("dev")
+    assert all(otel_pins[name].specifier == dev_pins[name].specifier for name in otel)
     tools, runtime = project_requirements("dev")["grpcio-tools"], project_requirements()["grpcio"]
     assert tools.specifier == runtime.specifier  # grpcio-tools pinned to the grpcio version
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,3 +136,19 @@ def test_query_cli_names_the_feature_it_cannot_convert(
 ) -> None:
     assert query_cli.main(["--target", server.target, "--user", "u1", "--feature", "age=abc"]) == 2
     assert capsys.readouterr().err == "retrieval-query: error: --feature age='abc': feature 'age' expects float\n"
+
+
+def test_serve_exits_1_naming_the_address_it_cannot_bind(tmp_path: Path) -> None:
+    with socket.socket() as holder:  # the port is taken, without SO_REUSEPORT
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        command = [
+            sys.executable, "-m", "service.cli", "--models-dir", str(tmp_path), "--host", "127.0.0.1",
+            "--port", str(port),
+        ]  # fmt: skip
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [f"retrieval-serve: error: cannot bind 127.0.0.1:{port}: Address already in use"]
+    assert "listening" not in done.stdout  # one line, no traceback and no gRPC C++ log line

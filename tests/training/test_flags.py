@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
-from model.cli import parse_args, resolve_config
+from model.cli import main, parse_args, resolve_config
 from model.console import UsageError
 from model.training.config import DataConfig, ModelConfig, build_config, field_paths
 from model.training.flags import field_docs
@@ -78,3 +81,21 @@ def test_defaults_are_the_benchmarks_recipe() -> None:
     config = build_config({})
     assert (model.temperature, config.train.learning_rate) == (0.1, 0.005)
     assert config.export.name == "retrieval"
+
+
+def test_log_format_json_makes_every_log_line_one_json_object(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        assert main(["--log-format", "json", "--config", str(tmp_path / "missing.toml")]) == 2  # fails before TF
+        logging.getLogger("model.training.job").info("epoch %d done", 3)
+        line = capsys.readouterr().err.splitlines()[-1]
+        record = json.loads(line)
+        assert (record["level"], record["logger"], record["message"]) == ("INFO", "model.training.job", "epoch 3 done")
+        assert {"time", "process", "request_id", "trace_id", "span_id"} <= record.keys()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    with pytest.raises(SystemExit) as usage:
+        parse_args(["--log-format", "xml"])
+    assert usage.value.code == 2 and "--log-format" in capsys.readouterr().err
