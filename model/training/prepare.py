@@ -10,6 +10,7 @@ import numpy as np
 from model.bundle.reserved import USER_ID_FEATURE
 from model.catalog import ItemCatalog
 from model.data import ColumnKind, FeatureTable, InteractionLog, Split
+from model.data.prepared_log import ShardedExamples
 from model.evaluation import Exclusions
 from model.features import CategoricalFeature, EmbeddingDimRule, Feature, NumericFeature, TowerSpec
 
@@ -57,7 +58,7 @@ class PreparedData:
         catalog: every retrievable item; row i = internal id i.
         user_ids: [U] external user ids; row u of `user_features` describes user_ids[u].
         user_features: raw query-tower inputs per user, [U] or [U, n].
-        train: training pairs.
+        train: training pairs: in memory, or in Parquet shards read as a stream (`model.training.streaming_data`).
         validation: held-out pairs for model selection.
         test: held-out pairs reported once.
         validation_exclusions: per validation pair, the items the user saw before it.
@@ -69,7 +70,7 @@ class PreparedData:
     catalog: ItemCatalog
     user_ids: np.ndarray
     user_features: dict[str, np.ndarray]
-    train: Examples
+    train: Examples | ShardedExamples
     validation: Examples
     test: Examples
     validation_exclusions: Exclusions
