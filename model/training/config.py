@@ -30,8 +30,8 @@ class DataConfig:
         prepared: a directory written by retrieval-prepare to train from (implies streaming; interactions,
             the columns and the split are then the prepared log's). Required by multi-worker streaming: each
             worker reads its own share of the example shards.
-        eval_queries: streaming: validation and test queries sampled (seeded) from the held-out examples, at
-            most this many each (0 = all); their exclusions are read for those users only.
+        eval_queries: validation and test queries sampled (seeded) from the held-out examples, at most this many
+            each (0 = all); streaming reads the exclusions of those users only.
         duckdb_memory_limit: streaming: DuckDB's memory limit while preparing; it spills to disk beyond it.
         shards: streaming: example shards written when preparing (a multiple of the training workers).
         user_col: user id column of the log.

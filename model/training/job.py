@@ -31,7 +31,7 @@ from model.training.config import DataConfig, ModelConfig, RunConfig, TrainConfi
 from model.training.distribute import is_chief, make_strategy, worker_index
 from model.training.factory import tower_shape
 from model.training.pipeline import user_feature_rows
-from model.training.prepare import PreparedData, prepare
+from model.training.prepare import PreparedData, prepare, sample_queries
 from model.training.pushgateway import push_run_metrics
 from model.training.report import plot_history, summary_markdown, write_metrics
 from model.training.sequential import train_sequential
@@ -148,8 +148,8 @@ def _run(
     callbacks: list[keras.callbacks.Callback] | None,
 ) -> RunResult:
     if is_streaming(config.data):
-        data = _streaming_data(config, strategy)
-        log, split_counts = None, _held_counts(data)
+        data, split_counts = _streaming_data(config)
+        log = None
     else:
         log, users, items, display = load_data(config.data)
         split = split_log(log, config.data)
@@ -164,6 +164,7 @@ def _run(
             use_weights=config.data.use_weights,
             display_column=display,
         )
+        data = sample_queries(data, config.data.eval_queries, config.train.seed)
         split_counts = split.describe()
     # Only now, with the inputs read and checked: a bad file, column or value leaves no run directory behind.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -218,8 +219,9 @@ def _run(
     return RunResult(metrics=metrics, model=trained.model, data=data, run_dir=run_dir, bundle=bundle)
 
 
-def _streaming_data(config: RunConfig, strategy: tf.distribute.Strategy) -> PreparedData:
-    """PreparedData from a prepared log (data.prepared, or one prepared now), training examples left on disk."""
+def _streaming_data(config: RunConfig) -> tuple[PreparedData, dict[str, int]]:
+    """PreparedData from a prepared log (data.prepared, or one prepared now), training examples left on disk,
+    and the split's counts."""
     if config.model.tower != "two-tower":
         raise ValueError(
             "data.streaming trains the two-tower model; model.tower = 'sequential' reads the log in memory"
@@ -229,7 +231,8 @@ def _streaming_data(config: RunConfig, strategy: tf.distribute.Strategy) -> Prep
     users, items = load_side_tables(config.data)
     distributed = config.train.strategy == "multi-worker"
     prepared = open_prepared(config.data, Path(config.output_dir), distributed=distributed)
-    return prepare_streaming(
+    counts = {part: prepared.counts[part] for part in ("train", "validation", "test")}
+    data = prepare_streaming(
         prepared,
         users=users,
         items=items,
@@ -239,11 +242,7 @@ def _streaming_data(config: RunConfig, strategy: tf.distribute.Strategy) -> Prep
         eval_queries=config.data.eval_queries,
         seed=config.train.seed,
     )
-
-
-def _held_counts(data: PreparedData) -> dict[str, int]:
-    counts = {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)}
-    return {**counts, "total": sum(counts.values())}
+    return data, {**counts, "total": sum(counts.values())}
 
 
 def _train_two_tower(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -129,6 +130,31 @@ def _exclusions(before: Examples, queries: Examples, num_users: int) -> Exclusio
     flat = np.concatenate(indices) if indices else np.zeros(0, np.int64)
     rows = np.repeat(np.arange(len(queries)), np.diff(indptr))
     return Exclusions.from_pairs(rows, flat, len(queries))
+
+
+def sample_queries(data: PreparedData, limit: int, seed: int) -> PreparedData:
+    """`data` with at most `limit` validation and test queries each (a seeded sample; 0 = all), their
+    exclusions kept row for row."""
+
+    def sampled(examples: Examples, exclusions: Exclusions, offset: int) -> tuple[Examples, Exclusions]:
+        if limit <= 0 or len(examples) <= limit:
+            return examples, exclusions
+        keep = np.sort(np.random.default_rng(seed + offset).choice(len(examples), size=limit, replace=False))
+        rows = [exclusions.row(int(i)) for i in keep]
+        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        query_rows = np.repeat(np.arange(len(keep)), [len(r) for r in rows])
+        picked = Examples(examples.users[keep], examples.items[keep], examples.weights[keep])
+        return picked, Exclusions.from_pairs(query_rows, flat, len(keep))
+
+    validation, validation_exclusions = sampled(data.validation, data.validation_exclusions, 0)
+    test, test_exclusions = sampled(data.test, data.test_exclusions, 1)
+    return dataclasses.replace(
+        data,
+        validation=validation,
+        test=test,
+        validation_exclusions=validation_exclusions,
+        test_exclusions=test_exclusions,
+    )
 
 
 def prepare(
