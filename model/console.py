@@ -1,6 +1,7 @@
 """What every console script shares: quiet TensorFlow, `--version`, `--debug`, and one exit code per outcome.
 
-Exit status of every console script (`retrieval-train`, `retrieval-serve`, `retrieval-query`, `retrieval-demo`):
+Exit status of every console script (`retrieval-train`, `retrieval-prepare`, `retrieval-serve`, `retrieval-query`,
+`retrieval-demo`):
 0 success, 1 a runtime error (a bad input file, a missing column, a server that answered with an error),
 2 a usage or configuration error (a bad flag, choice or config value). Both errors end in one line on stderr
 naming the problem; `--debug` adds the traceback.

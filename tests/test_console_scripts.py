@@ -19,6 +19,7 @@ SCRIPTS = {
     "retrieval-query": "service.query_cli",
     "retrieval-demo": "apps.demo",
     "retrieval-catalog": "model.catalog_cli",
+    "retrieval-prepare": "model.prepare_cli",
 }
 # What TensorFlow, absl and Keras write when nobody quiets them.
 NOISE = re.compile(r"oneDNN|cudart_stub|cpu_feature_guard|absl::InitializeLog|Sharding callback|^[IW]\d{4} |\x1b\[|\r")
@@ -60,6 +61,7 @@ def test_a_bad_choice_is_one_line_and_exit_2(prog: str, module: str) -> None:
         "retrieval-serve": "--log-level",
         "retrieval-query": "-k",
         "retrieval-catalog": "--batch-size",
+        "retrieval-prepare": "--split",
     }.get(prog, "--port")
     args = ["--models-dir", "m"] if prog == "retrieval-serve" else []
     done = _run(module, *args, flag, "bogus")

@@ -35,7 +35,7 @@ def test_serving_imports_without_matplotlib_or_grpcio_tools() -> None:
 def test_extras_split_serving_training_and_development() -> None:
     core, serve, train, dev = (set(project_requirements(*extras)) for extras in ((), ("serve",), ("train",), ("dev",)))
     assert serve == core and not {"matplotlib", "grpcio-tools"} & core
-    assert train - core == {"matplotlib"}
+    assert train - core == {"matplotlib", "duckdb"}
     assert train | {"grpcio-tools", "pytest"} <= dev  # `pip install -e ".[dev]"` covers the demo and protogen
     otel = set(project_requirements("otel")) - core
     assert otel == {

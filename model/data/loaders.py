@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from model.data.columns import DataError, to_float, to_ids, to_strings, to_token_tuples
+from model.data.parquet_files import is_parquet_collection, read_parquet_columns
 from model.data.tables import ColumnKind, FeatureTable, InteractionLog
 
 __all__ = ["DataError", "load_feature_table", "load_interactions", "read_arrow_table"]
@@ -30,7 +31,7 @@ def read_arrow_table(
 
     Args:
         path: the file; `.parquet`/`.pq`, `.csv`, `.tsv`/`.tab` (optionally compressed, e.g. `.csv.gz`),
-            or any name when `delimiter` is given.
+            or any name when `delimiter` is given; or a directory or glob of Parquet files (one table).
         columns: the columns that must exist; the result holds exactly these, in this order.
         delimiter: field separator for delimited text; None picks it from the extension.
         allow_extra_columns: when False, columns other than `columns` are a `DataError`.
@@ -42,6 +43,12 @@ def read_arrow_table(
     for suffix in _COMPRESSION_SUFFIXES:
         name = name.removesuffix(suffix)
     suffix = Path(name).suffix
+    if is_parquet_collection(path):
+        table, found = read_parquet_columns(path, columns, field=str(path))
+        _check_columns(path, found, columns, allow_extra_columns)
+        if table.num_rows == 0:
+            raise DataError(f"{path}: no rows (expected columns {', '.join(columns)})")
+        return table.select(list(columns))
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected columns {', '.join(columns)})")
     if suffix in _PARQUET_SUFFIXES:
@@ -111,7 +118,8 @@ def load_interactions(
     """Loads a (user, item, time[, weight]) log; ids are always read as strings ("007" stays "007").
 
     Args:
-        path: a `.parquet`, `.csv` or `.tsv` file (see `read_arrow_table`).
+        path: a `.parquet`, `.csv` or `.tsv` file, or a directory or glob of Parquet files (see
+            `read_arrow_table`); the whole log is read into memory (`model.data.prepared_log` streams it).
         user_col: user id column.
         item_col: item id column.
         time_col: numeric time column (or a Parquet timestamp, converted to Unix seconds).
@@ -157,7 +165,7 @@ def load_feature_table(
     """Loads side features keyed by an id column; only the named feature columns are kept.
 
     Args:
-        path: a `.parquet`, `.csv` or `.tsv` file (see `read_arrow_table`).
+        path: a `.parquet`, `.csv` or `.tsv` file, or a directory or glob of Parquet files.
         key: id column; ids are read as strings and must be non-empty and distinct.
         categorical: string columns (null -> "").
         numeric: numeric columns, stored as float32 (null -> NaN).

@@ -20,9 +20,21 @@ class DataConfig:
 
     Attributes:
         source: "movielens-100k" (from the recbole wheel), "synthetic", or "files" (the paths below).
-        interactions: Parquet/CSV/TSV interaction log (source = "files").
-        user_features: optional side-feature table of users (source = "files").
-        item_features: optional side-feature table of items (source = "files").
+        interactions: the interaction log (source = "files"): a Parquet, CSV or TSV file, or a directory or glob
+            of Parquet files.
+        user_features: optional side-feature table of users (source = "files"; a file, directory or glob).
+        item_features: optional side-feature table of items (source = "files"; a file, directory or glob).
+        streaming: stream the log instead of loading it (source = "files", Parquet): DuckDB prepares it into
+            <output_dir>/prepared (split, vocabularies, item frequencies, example shards; see retrieval-prepare)
+            and training reads the shards in record batches, with memory bounded by the vocabularies and the
+            batch size. Two-tower only.
+        prepared: a directory written by retrieval-prepare to train from (implies streaming; interactions,
+            the columns and the split are then the prepared log's). Required by multi-worker streaming: each
+            worker reads its own share of the example shards.
+        eval_queries: validation and test queries sampled (seeded) from the held-out examples, at most this many
+            each (0 = all); streaming reads the exclusions of those users only.
+        duckdb_memory_limit: streaming: DuckDB's memory limit while preparing; it spills to disk beyond it.
+        shards: streaming: example shards written when preparing (a multiple of the training workers).
         user_col: user id column of the log.
         item_col: item id column of the log.
         time_col: timestamp column of the log.
@@ -47,6 +59,11 @@ class DataConfig:
     interactions: str = ""
     user_features: str = ""
     item_features: str = ""
+    streaming: bool = False
+    prepared: str = ""
+    eval_queries: int = 0
+    duckdb_memory_limit: str = "1GB"
+    shards: int = 8
     user_col: str = "user_id"
     item_col: str = "item_id"
     time_col: str = "timestamp"
@@ -122,6 +139,8 @@ class TrainConfig:
         mixed_precision: train under the mixed_float16 policy.
         jit_compile: compile the train step with XLA.
         strategy: "default", "mirrored" or "multi-worker" (reads TF_CONFIG).
+        steps_per_epoch: streaming: stop each epoch after this many steps (0 = one pass over the examples).
+        shuffle_buffer: streaming: examples shuffled together (file order is shuffled every epoch too).
         verbose: Keras progress output (0 = none: the one log line per epoch, 1 = progress bar, 2 = a Keras line
             per epoch; -1 = a progress bar on a terminal, else none).
     """
@@ -137,6 +156,8 @@ class TrainConfig:
     mixed_precision: bool = False
     jit_compile: bool = False
     strategy: Literal["default", "mirrored", "multi-worker"] = "default"
+    steps_per_epoch: int = 0
+    shuffle_buffer: int = 262144
     verbose: int = -1
 
 

@@ -34,10 +34,11 @@ from model.training.factory import tower_shape
 from model.training.filterable import attribute_columns, effective_entries
 from model.training.filterable import resolve as resolve_filterable
 from model.training.pipeline import user_feature_rows
-from model.training.prepare import PreparedData, prepare
+from model.training.prepare import PreparedData, prepare, sample_queries
 from model.training.pushgateway import push_run_metrics
 from model.training.report import plot_history, summary_markdown, write_metrics
 from model.training.sequential import train_sequential
+from model.training.streaming_data import is_streaming, open_prepared, prepare_streaming
 from model.training.trainer import TrainedRun, build_model, train, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,33 @@ class RunResult:
     data: PreparedData
     run_dir: Path
     bundle: Path | None
+
+
+def load_side_tables(config: DataConfig) -> tuple[FeatureTable | None, FeatureTable | None]:
+    """The user and item tables of data.source = "files", as the config names them (None where not given)."""
+    users = (
+        load_feature_table(
+            config.user_features,
+            key=config.user_col,
+            categorical=config.user_categorical,
+            numeric=config.user_numeric,
+        )
+        if config.user_features
+        else None
+    )
+    item_categorical = config.item_categorical + ((config.display_column,) if config.display_column else ())
+    items = (
+        load_feature_table(
+            config.item_features,
+            key=config.item_col,
+            categorical=item_categorical,
+            numeric=config.item_numeric,
+            multi_categorical=config.item_multi_categorical,
+        )
+        if config.item_features
+        else None
+    )
+    return users, items
 
 
 def load_data(config: DataConfig) -> tuple[InteractionLog, FeatureTable | None, FeatureTable | None, str | None]:
@@ -75,28 +103,7 @@ def load_data(config: DataConfig) -> tuple[InteractionLog, FeatureTable | None, 
         time_col=config.time_col,
         weight_col=config.weight_col or None,
     )
-    users = (
-        load_feature_table(
-            config.user_features,
-            key=config.user_col,
-            categorical=config.user_categorical,
-            numeric=config.user_numeric,
-        )
-        if config.user_features
-        else None
-    )
-    item_categorical = config.item_categorical + ((config.display_column,) if config.display_column else ())
-    items = (
-        load_feature_table(
-            config.item_features,
-            key=config.item_col,
-            categorical=item_categorical,
-            numeric=config.item_numeric,
-            multi_categorical=config.item_multi_categorical,
-        )
-        if config.item_features
-        else None
-    )
+    users, items = load_side_tables(config)
     return log, users, items, config.display_column or None
 
 
@@ -143,25 +150,32 @@ def _run(
     resume: bool,
     callbacks: list[keras.callbacks.Callback] | None,
 ) -> RunResult:
-
-    log, users, items, display = load_data(config.data)
-    filterable = resolve_filterable(effective_entries(config.export.filterable, config.data.source), items)
-    split = split_log(log, config.data)
-    if config.data.refit_on_validation:
-        split = refit_split(split)
-    data = prepare(
-        log,
-        split,
-        users=users,
-        items=items,
-        shape=tower_shape(config.model),
-        use_weights=config.data.use_weights,
-        display_column=display,
-    )
+    if is_streaming(config.data):
+        data, split_counts, items = _streaming_data(config)
+        filterable = resolve_filterable(effective_entries(config.export.filterable, config.data.source), items)
+        log = None
+    else:
+        log, users, items, display = load_data(config.data)
+        filterable = resolve_filterable(effective_entries(config.export.filterable, config.data.source), items)
+        split = split_log(log, config.data)
+        if config.data.refit_on_validation:
+            split = refit_split(split)
+        data = prepare(
+            log,
+            split,
+            users=users,
+            items=items,
+            shape=tower_shape(config.model),
+            use_weights=config.data.use_weights,
+            display_column=display,
+        )
+        data = sample_queries(data, config.data.eval_queries, config.train.seed)
+        split_counts = split.describe()
     # Only now, with the inputs read and checked: a bad file, column or value leaves no run directory behind.
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     if config.model.tower == "sequential":
+        assert log is not None  # _streaming_data refuses the sequential tower
         trained = train_sequential(
             log,
             split,
@@ -184,7 +198,7 @@ def _run(
         "model_name": config.export.name,
         "data": {
             "source": config.data.source,
-            **split.describe(),
+            **split_counts,
             "users": len(data.user_ids),
             "items": len(data.catalog),
         },
@@ -211,6 +225,32 @@ def _run(
     return RunResult(metrics=metrics, model=trained.model, data=data, run_dir=run_dir, bundle=bundle)
 
 
+def _streaming_data(config: RunConfig) -> tuple[PreparedData, dict[str, int], FeatureTable | None]:
+    """PreparedData from a prepared log (data.prepared, or one prepared now), training examples left on disk,
+    the split's counts and the item table."""
+    if config.model.tower != "two-tower":
+        raise ValueError(
+            "data.streaming trains the two-tower model; model.tower = 'sequential' reads the log in memory"
+        )
+    if config.data.refit_on_validation:
+        raise ValueError("data.refit_on_validation is not available with data.streaming (prepare a log without it)")
+    users, items = load_side_tables(config.data)
+    distributed = config.train.strategy == "multi-worker"
+    prepared = open_prepared(config.data, Path(config.output_dir), distributed=distributed)
+    counts = {part: prepared.counts[part] for part in ("train", "validation", "test")}
+    data = prepare_streaming(
+        prepared,
+        users=users,
+        items=items,
+        shape=tower_shape(config.model),
+        use_weights=config.data.use_weights,
+        display_column=config.data.display_column or None,
+        eval_queries=config.data.eval_queries,
+        seed=config.train.seed,
+    )
+    return data, {**counts, "total": sum(counts.values())}, items
+
+
 def _train_two_tower(
     data: PreparedData,
     model_config: ModelConfig,
@@ -225,6 +265,7 @@ def _train_two_tower(
     started = time.perf_counter()
     state = train(model, data, train_config, run_dir, resume=resume, extra_callbacks=callbacks)
     seconds = time.perf_counter() - started
+    epoch_examples = [row["examples_per_second"] * row["seconds"] for row in state.history]
 
     queries = model.query_embeddings(user_feature_rows(data.user_features, data.test.users))
     item_embeddings = model.item_embeddings()
@@ -235,7 +276,7 @@ def _train_two_tower(
         model,
         state,
         seconds,
-        len(data.train),
+        round(epoch_examples[-1]) if epoch_examples else len(data.train),
         test,
         item_embeddings,
         model.query_tower,

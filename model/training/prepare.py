@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ import numpy as np
 from model.bundle.reserved import USER_ID_FEATURE
 from model.catalog import ItemCatalog
 from model.data import ColumnKind, FeatureTable, InteractionLog, Split
+from model.data.prepared_log import ShardedExamples
 from model.evaluation import Exclusions
 from model.features import CategoricalFeature, EmbeddingDimRule, Feature, NumericFeature, TowerSpec
 
@@ -57,7 +59,7 @@ class PreparedData:
         catalog: every retrievable item; row i = internal id i.
         user_ids: [U] external user ids; row u of `user_features` describes user_ids[u].
         user_features: raw query-tower inputs per user, [U] or [U, n].
-        train: training pairs.
+        train: training pairs: in memory, or in Parquet shards read as a stream (`model.training.streaming_data`).
         validation: held-out pairs for model selection.
         test: held-out pairs reported once.
         validation_exclusions: per validation pair, the items the user saw before it.
@@ -69,7 +71,7 @@ class PreparedData:
     catalog: ItemCatalog
     user_ids: np.ndarray
     user_features: dict[str, np.ndarray]
-    train: Examples
+    train: Examples | ShardedExamples
     validation: Examples
     test: Examples
     validation_exclusions: Exclusions
@@ -128,6 +130,31 @@ def _exclusions(before: Examples, queries: Examples, num_users: int) -> Exclusio
     flat = np.concatenate(indices) if indices else np.zeros(0, np.int64)
     rows = np.repeat(np.arange(len(queries)), np.diff(indptr))
     return Exclusions.from_pairs(rows, flat, len(queries))
+
+
+def sample_queries(data: PreparedData, limit: int, seed: int) -> PreparedData:
+    """`data` with at most `limit` validation and test queries each (a seeded sample; 0 = all), their
+    exclusions kept row for row."""
+
+    def sampled(examples: Examples, exclusions: Exclusions, offset: int) -> tuple[Examples, Exclusions]:
+        if limit <= 0 or len(examples) <= limit:
+            return examples, exclusions
+        keep = np.sort(np.random.default_rng(seed + offset).choice(len(examples), size=limit, replace=False))
+        rows = [exclusions.row(int(i)) for i in keep]
+        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        query_rows = np.repeat(np.arange(len(keep)), [len(r) for r in rows])
+        picked = Examples(examples.users[keep], examples.items[keep], examples.weights[keep])
+        return picked, Exclusions.from_pairs(query_rows, flat, len(keep))
+
+    validation, validation_exclusions = sampled(data.validation, data.validation_exclusions, 0)
+    test, test_exclusions = sampled(data.test, data.test_exclusions, 1)
+    return dataclasses.replace(
+        data,
+        validation=validation,
+        test=test,
+        validation_exclusions=validation_exclusions,
+        test_exclusions=test_exclusions,
+    )
 
 
 def prepare(

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.data.prepared_log import ShardedExamples
 from model.evaluation import evaluate_embeddings
 from model.features import TowerSpec
 from model.towers import build_tower
@@ -23,6 +24,7 @@ from model.training.config import ModelConfig, TrainConfig
 from model.training.factory import compile_model, make_sampler, make_scorer
 from model.training.pipeline import training_dataset, user_feature_rows
 from model.training.prepare import PreparedData
+from model.training.shard_pipeline import distributed_shard_dataset
 from model.two_tower import TwoTowerModel
 
 logger = logging.getLogger(__name__)
@@ -98,7 +100,10 @@ def build_model(data: PreparedData, model_config: ModelConfig, train_config: Tra
         make_sampler(model_config, train_config, data.catalog.popularity),
         make_scorer(model_config),
     )
-    compile_model(model, train_config, len(data.train))
+    per_epoch = len(data.train)
+    if train_config.steps_per_epoch > 0:  # an epoch of fewer steps: the learning-rate schedule counts those
+        per_epoch = min(per_epoch, train_config.steps_per_epoch * train_config.batch_size)
+    compile_model(model, train_config, per_epoch)
     return model
 
 
@@ -187,6 +192,30 @@ def keras_verbosity(verbose: int, stream: TextIO | None = None) -> int:
     return 1 if stream.isatty() else 0
 
 
+def default_dataset(
+    model: keras.Model, data: PreparedData, config: TrainConfig
+) -> tuple[tf.data.Dataset | tf.distribute.DistributedDataset, int, int | None]:
+    """The two-tower's training input, its examples per epoch and its steps per epoch (None: one pass).
+
+    Examples in Parquet shards stream, each worker of the model's distribution reading its own shards.
+    """
+    if isinstance(data.train, ShardedExamples):
+        dataset, plan = distributed_shard_dataset(
+            model.distribute_strategy,
+            data.train,
+            data.user_features,
+            global_batch=config.batch_size,
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            max_steps=config.steps_per_epoch,
+        )
+        return dataset, plan.examples_per_epoch, plan.steps
+    memory = training_dataset(data.train, data.user_features, batch_size=config.batch_size, seed=config.seed)
+    if config.steps_per_epoch > 0:
+        return memory.repeat(), config.steps_per_epoch * config.batch_size, config.steps_per_epoch
+    return memory, len(data.train), None
+
+
 def train(
     model: keras.Model,
     data: PreparedData,
@@ -198,12 +227,15 @@ def train(
     dataset: tf.data.Dataset | None = None,
     num_examples: int | None = None,
     validate: Validator | None = None,
+    steps_per_epoch: int | None = None,
 ) -> TrainingState:
     """Fits `model`, checkpointing every epoch into `run_dir/checkpoints`; ends with the best weights loaded.
 
     With `resume`, weights, optimizer and sampler state come from the latest checkpoint and training goes
     on from the epoch after it. A model other than the two-tower (e.g. the sequential one) passes its own
-    `dataset` (with `num_examples` per epoch) and `validate`; the defaults train a `TwoTowerModel` on `data`.
+    `dataset` (with `num_examples` per epoch, and `steps_per_epoch` when it repeats) and `validate`; the
+    defaults train a `TwoTowerModel` on `data`, streaming its examples when they are Parquet shards (each
+    worker of a distribution reading its own shards).
     Without `validate` and without validation pairs in `data` (a refit on train + validation), every epoch
     up to `config.epochs` runs and the last one's weights are kept.
     """
@@ -220,8 +252,7 @@ def train(
         logger.info("resumed from %s after epoch %d", manager.latest_checkpoint, state.epochs_done)
     if not state.stopped_early and state.epochs_done < config.epochs:
         if dataset is None:
-            dataset = training_dataset(data.train, data.user_features, batch_size=config.batch_size, seed=config.seed)
-            num_examples = len(data.train)
+            dataset, num_examples, steps_per_epoch = default_dataset(model, data, config)
         if validate is None and selecting:
             validate = lambda m: validation_metrics(m, data, (config.eval_k,), config.seed)  # noqa: E731
         epoch_end = EpochEnd(validate, num_examples or 0, config, state, run_dir, manager)
@@ -236,6 +267,7 @@ def train(
             dataset,
             epochs=config.epochs,
             initial_epoch=state.epochs_done,
+            steps_per_epoch=steps_per_epoch,
             verbose=keras_verbosity(config.verbose),
             shuffle=False,  # the dataset shuffles itself
             callbacks=[epoch_end, *(extra_callbacks or [])],

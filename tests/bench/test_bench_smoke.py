@@ -88,3 +88,25 @@ def test_run_all_tiny_writes_every_output(tmp_path: Path) -> None:
     assert all(r["qps"] > 0 for r in flat_search["streams_vs_threads"])
     assert [r["batch"] for r in flat_search["blas_vs_scan_one_thread"]] == [1, 2, 4, 8, 16, 32, 64]
     assert all(r["scan_ms"] > 0 and r["blas_ms"] > 0 for r in flat_search["blas_vs_scan_one_thread"])
+
+
+@pytest.mark.slow
+def test_streaming_training_tiny_writes_its_outputs(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "bench.streaming_training", "--tiny", "--out-dir", str(tmp_path), "--work-dir",
+               str(tmp_path)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "streaming_training.json").read_text())
+    assert [r["interactions"] for r in report["results"]] == [5000, 15000]
+    first = report["results"][0]
+    for run in (first["streaming"], first["in_memory"], report["results"][1]["streaming"]):
+        assert run["returncode"] == 0 and run["peak_rss_mib"] > 0 and run["examples_per_second"] > 0
+    assert first["streaming"]["train_examples"] == first["in_memory"]["train_examples"] == 4400
+    targets = {"train_peak_rss_growth", "train_peak_rss_growth_ok", "streaming_over_in_memory_ok"}
+    assert set(report["targets"]) == {*targets, "streaming_over_in_memory_examples_per_second"}
+    assert (tmp_path / "streaming_training.png").stat().st_size > 0
+    assert (tmp_path / "streaming_training.md").read_text().count("Command: `python") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "streaming_training.json", "streaming_training.md", "streaming_training.png"
+    ]  # fmt: skip  # the scratch directory is removed

@@ -1,12 +1,18 @@
-"""tf.distribute: two worker processes on loopback train together and match single-worker quality."""
+"""tf.distribute: two worker processes on loopback train together and match single-worker quality; streaming
+workers read disjoint example shards."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 
 import pytest
+
+from model.data.log_preparation import prepare_log
+from model.data.parquet_files import resolve_parquet_files
+from tests.training.test_streaming import write_synthetic_parquet
 
 ARGS = [
     "--data.source", "synthetic", "--train.epochs", "3", "--train.batch_size", "256",
@@ -66,5 +72,61 @@ def test_two_worker_multi_worker_training_matches_single_worker(tmp_path, tower)
 
     chief, other = tmp_path / "multi", tmp_path / "multi" / ".worker-1"
     assert (chief / "metrics.json").exists() and (other / "metrics.json").exists()
+    assert _recall(chief) == pytest.approx(_recall(tmp_path / "single"), abs=0.04)
+    assert _recall(chief) == pytest.approx(_recall(other), abs=1e-6)  # replicas hold the same weights
+
+
+SHARD_LINE = re.compile(
+    r"input pipeline (\d) of 2 reads shards ([\d,]+): (\d+) examples, (\d+) steps of (\d+) per epoch"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_workers_stream_disjoint_shards_and_match_single_worker(tmp_path):
+    """FILE sharding: each worker reads its own example shards; together they read every example once."""
+    write_synthetic_parquet(tmp_path)  # 2000 users x 20 events; leave-last-out: 36000 training examples
+    files = resolve_parquet_files(tmp_path / "log", field="f")
+    items = ([tmp_path / "items.parquet"], "item_id")
+    prepared = prepare_log(files, tmp_path / "prepared", item_table=items, shards=4)
+    assert prepared.counts["train"] == 36000
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    streaming = [
+        "--data.source", "files", "--data.prepared", str(tmp_path / "prepared"),
+        "--data.user_features", str(tmp_path / "users.parquet"), "--data.user_categorical", "segment",
+        "--data.item_features", str(tmp_path / "items.parquet"), "--data.item_categorical", "category",
+        "--train.batch_size", "240",  # 120 per worker: 18000 examples per worker = 150 steps, nothing left over
+    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "model.cli", *ARGS, *streaming]
+    single = subprocess.run([*cmd, "--output_dir", str(tmp_path / "single")], env=env, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(
+            subprocess.Popen(
+                [*cmd, "--train.strategy", "multi-worker", "--output_dir", str(tmp_path / "multi")],
+                env={**env, "TF_CONFIG": json.dumps(tf_config)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    reads = {}
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=500)
+        assert proc.returncode == 0, stderr[-3000:]
+        (match,) = {m.groups() for m in SHARD_LINE.finditer(stderr)}  # logged once per worker
+        pipeline, shards, examples, steps, batch = match
+        reads[int(pipeline)] = ({int(s) for s in shards.split(",")}, int(examples), int(steps) * int(batch))
+    assert reads[0][0] == {0, 2} and reads[1][0] == {1, 3}  # disjoint files, together all of them
+    assert reads[0][1] + reads[1][1] == 36000  # every training example belongs to exactly one worker
+    assert reads[0][2] == reads[0][1] and reads[1][2] == reads[1][1]  # and each epoch reads all of its share
+
+    chief, other = tmp_path / "multi", tmp_path / "multi" / ".worker-1"
+    history = json.loads((chief / "metrics.json").read_text())["training"]["history"]
+    assert len(history) == 3 and all(round(row["examples_per_second"] * row["seconds"]) == 36000 for row in history)
     assert _recall(chief) == pytest.approx(_recall(tmp_path / "single"), abs=0.04)
     assert _recall(chief) == pytest.approx(_recall(other), abs=1e-6)  # replicas hold the same weights

@@ -3,7 +3,7 @@ import numpy as np
 from model.data import ColumnKind, FeatureTable, InteractionLog, leave_last_out
 from model.features import CategoricalFeature, NumericFeature
 from model.training.pipeline import training_dataset
-from model.training.prepare import Examples, prepare
+from model.training.prepare import Examples, prepare, sample_queries
 
 
 def _log():
@@ -106,3 +106,24 @@ def test_fewer_examples_than_a_batch_make_one_batch():
     examples = Examples(users=np.zeros(3, np.int64), items=np.arange(3, dtype=np.int64), weights=np.ones(3, np.float32))
     batches = list(training_dataset(examples, {"user_id": np.array(["u0"])}, batch_size=8, seed=0))
     assert len(batches) == 1 and sorted(batches[0][1].numpy().tolist()) == [0, 1, 2]
+
+
+def test_sample_queries_keeps_each_sampled_query_with_its_own_exclusions():
+    log = InteractionLog(
+        user_ids=[u for u in "abcdef" for _ in range(4)],
+        item_ids=[f"i{(3 * k + j) % 9}" for k in range(6) for j in range(4)],
+        timestamps=list(range(4)) * 6,
+        weights=[1.0] * 24,
+    )
+    data = prepare(log, leave_last_out(log))
+    sampled = sample_queries(data, limit=2, seed=0)
+    assert len(sampled.validation) == len(sampled.test) == 2 and len(data.test) == 6
+    for part, exclusions, full, full_exclusions in (
+        (sampled.test, sampled.test_exclusions, data.test, data.test_exclusions),
+        (sampled.validation, sampled.validation_exclusions, data.validation, data.validation_exclusions),
+    ):
+        for row, user in enumerate(part.users.tolist()):
+            original = full.users.tolist().index(user)
+            assert part.items[row] == full.items[original]
+            np.testing.assert_array_equal(np.sort(exclusions.row(row)), np.sort(full_exclusions.row(original)))
+    assert len(sample_queries(data, limit=0, seed=0).test) == 6  # 0 = all

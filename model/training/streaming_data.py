@@ -1,0 +1,147 @@
+"""The trainer's inputs from a prepared log: specs, catalog and sampled held-out queries; training examples stay
+in their Parquet shards.
+
+The streaming counterpart of `model.training.prepare.prepare`: the same vocabularies (towers see the ids of
+the training split; the catalog holds every id of the log and the item table), the same item frequencies
+(training counts), the same exclusions. What is held in memory is sized by the vocabularies and by
+`eval_queries`, never by the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from model.bundle.reserved import USER_ID_FEATURE
+from model.catalog import ItemCatalog
+from model.data import DataError, FeatureTable
+from model.data.parquet_files import resolve_parquet_files
+from model.data.prepared_log import HeldOut, PreparedLog
+from model.features import CategoricalFeature
+from model.training.config import DataConfig
+from model.training.prepare import Examples, PreparedData, TowerShape, _exclusions, _spec, _table_features
+
+logger = logging.getLogger(__name__)
+
+PREPARED_DIR = "prepared"
+
+
+def is_streaming(config: DataConfig) -> bool:
+    """Whether the run streams its log (data.streaming or data.prepared)."""
+    return bool(config.prepared) or config.streaming
+
+
+def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool) -> PreparedLog:
+    """The prepared log the run trains from: `data.prepared`, or one DuckDB writes into <output_dir>/prepared.
+
+    A run that prepares its own log reuses <output_dir>/prepared when it exists (a resumed run).
+    """
+    if config.prepared:
+        return PreparedLog.open(config.prepared, field="data.prepared")
+    if config.source != "files" or not config.interactions:
+        raise ValueError("data.streaming needs data.source = 'files' and data.interactions (Parquet), or data.prepared")
+    if distributed:
+        raise ValueError(
+            "multi-worker streaming needs data.prepared: run retrieval-prepare once, then every worker reads its "
+            "share of the shards"
+        )
+    target = output_dir / PREPARED_DIR
+    if target.exists():
+        logger.info("reusing the prepared log %s", target)
+        return PreparedLog.open(target, field="data.streaming")
+    from model.data.log_preparation import LogColumns, SplitRule, prepare_log  # DuckDB: only when preparing
+
+    files = resolve_parquet_files(config.interactions, field="data.interactions")
+    item_table = None
+    if config.item_features:
+        item_table = (resolve_parquet_files(config.item_features, field="data.item_features"), config.item_col)
+    return prepare_log(
+        files,
+        target,
+        columns=LogColumns(config.user_col, config.item_col, config.time_col, config.weight_col),
+        split=SplitRule(config.split, config.validation_cutoff, config.test_cutoff),
+        item_table=item_table,
+        shards=config.shards,
+        memory_limit=config.duckdb_memory_limit,
+    )
+
+
+def _examples(held: HeldOut, use_weights: bool) -> Examples:
+    weights = held.weights if use_weights else np.ones(len(held.users), np.float32)
+    return Examples(users=held.users.astype(np.int64), items=held.items.astype(np.int64), weights=weights)
+
+
+def prepare_streaming(
+    prepared: PreparedLog,
+    *,
+    users: FeatureTable | None = None,
+    items: FeatureTable | None = None,
+    shape: TowerShape | None = None,
+    use_weights: bool = False,
+    display_column: str | None = None,
+    eval_queries: int = 0,
+    seed: int = 0,
+) -> PreparedData:
+    """PreparedData whose `train` is the prepared log's example shards (`ShardedExamples`)."""
+    shape = shape if shape is not None else TowerShape()
+    user_ids, user_counts = prepared.vocabulary("user")
+    item_ids, item_counts = prepared.vocabulary("item")
+    if items is not None:
+        unknown = np.setdiff1d(items.ids.astype(str), item_ids.astype(str))
+        if unknown.size:
+            raise DataError(
+                f"data.item_features: {unknown.size} item ids (e.g. '{unknown[0]}') are not in the prepared log's "
+                "vocabulary; prepare it with the item table (retrieval-prepare --items)"
+            )
+    user_side, user_values = _table_features(users, user_ids)
+    item_side, item_values = _table_features(items, item_ids)
+    if display_column is not None and display_column in item_values:
+        item_side = [f for f in item_side if f.name != display_column]
+    trained_users = tuple(user_ids[user_counts > 0].tolist())
+    trained_items = tuple(item_ids[item_counts > 0].tolist())
+    query_spec = _spec("query", [CategoricalFeature(USER_ID_FEATURE, trained_users), *user_side], shape)
+    item_spec = _spec("item", [CategoricalFeature("item_id", trained_items), *item_side], shape)
+    display = {display_column: item_values.pop(display_column)} if display_column in item_values else {}
+    catalog = ItemCatalog(
+        external_ids=item_ids,
+        features={"item_id": item_ids.astype(str), **item_values},
+        popularity=item_counts,
+        display=display,
+    )
+    validation = _examples(prepared.held_out("validation", limit=eval_queries, seed=seed), use_weights)
+    test = _examples(prepared.held_out("test", limit=eval_queries, seed=seed + 1), use_weights)
+    # Histories of the sampled query users only: one scan of the train shards, one of validation.
+    seen_users, seen_items = prepared.histories(np.concatenate([validation.users, test.users]), ("train",))
+    val_users, val_items = prepared.histories(test.users, ("validation",))
+    ones = np.ones(len(seen_users), np.float32)
+    train_seen = Examples(seen_users, seen_items, ones)
+    before_test = Examples(
+        np.concatenate([seen_users, val_users]),
+        np.concatenate([seen_items, val_items]),
+        np.ones(len(seen_users) + len(val_users), np.float32),
+    )
+    train = prepared.train_examples(use_weights=use_weights)
+    logger.info(
+        "prepared log %s: users=%d items=%d train=%d (%d shards) validation=%d test=%d queries",
+        prepared.directory,
+        len(user_ids),
+        len(item_ids),
+        len(train),
+        len(train.files),
+        len(validation),
+        len(test),
+    )
+    return PreparedData(
+        query_spec=query_spec,
+        item_spec=item_spec,
+        catalog=catalog,
+        user_ids=user_ids,
+        user_features={USER_ID_FEATURE: user_ids.astype(str), **user_values},
+        train=train,
+        validation=validation,
+        test=test,
+        validation_exclusions=_exclusions(train_seen, validation, len(user_ids)),
+        test_exclusions=_exclusions(before_test, test, len(user_ids)),
+    )
