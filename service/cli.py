@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.bundle.reserved import DEFAULT_MODEL_NAME
+from model.bundle.reserved import DEFAULT_MODEL_NAME, INDEX_MMAP_MODES
 from model.console import (
     EXIT_OK,
     EXIT_STATUS_HELP,
@@ -99,6 +99,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="at shutdown, answer new calls UNAVAILABLE for at least this long before closing the port",
     )  # fmt: skip
     add("--gpu-device", type=int, default=defaults.gpu_device, help="FAISS GPU for the index; -1 keeps the CPU")
+    add(
+        "--index-mmap", choices=INDEX_MMAP_MODES, default=defaults.index_mmap,
+        help="memory-map index files where FAISS can (IVF lists, flat codes), so that a reload does not double "
+        "memory: on; auto: files of 256 MiB and more; off: read into memory",
+    )  # fmt: skip
+    add(
+        "--shard-index-across-gpus", action="store_true",
+        help="with several GPUs, split the index across all of them (FAISS IndexShards) instead of copying it "
+        "whole to --gpu-device; for catalogs larger than one GPU (serve with --workers 1)",
+    )  # fmt: skip
     add("--tls-cert", type=Path, default=None, help="server certificate chain (PEM); with --tls-key enables TLS")
     add("--tls-key", type=Path, default=None, help="server private key (PEM)")
     add("--tls-client-ca", type=Path, default=None, help="require client certificates signed by this CA (mTLS)")
@@ -150,6 +160,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         grace_period_s=args.grace_period_s,
         drain_s=args.drain_s,
         gpu_device=args.gpu_device,
+        index_mmap=args.index_mmap,
+        shard_index_across_gpus=args.shard_index_across_gpus,
         tls=tls,
         auth_tokens=tokens,
         metrics_port=args.metrics_port,

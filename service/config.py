@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.bundle.reserved import IndexMmapMode
 from service.auth import BearerToken
 from service.batcher import BatcherConfig
 from service.versions import VersionPolicy
@@ -74,6 +75,11 @@ class ServerConfig:
             with UNAVAILABLE before it closes its port, so that calls sent before clients saw NOT_SERVING are
             answered rather than cancelled by grpc-core.
         gpu_device: FAISS GPU id for the index; negative keeps it on the CPU.
+        index_mmap: memory-map index files ("on"; "auto": files of 256 MiB and more; "off"), so that a hot reload
+            of a large version does not hold two copies in private memory (model/bundle/index_mmap.py).
+        shard_index_across_gpus: with two or more GPUs visible, shard the index across all of them (one id range
+            each, FAISS `IndexShards`) instead of copying it whole to `gpu_device`; for catalogs larger than one
+            GPU. Serve with one worker then (each worker of several sees one GPU).
         tls: TLS / mTLS files; None serves plaintext.
         auth_tokens: accepted bearer tokens (strings, or `BearerToken`s with an expiry); empty disables token
             auth.
@@ -97,6 +103,8 @@ class ServerConfig:
     grace_period_s: float = 10.0
     drain_s: float = 0.5
     gpu_device: int = 0
+    index_mmap: IndexMmapMode = "auto"
+    shard_index_across_gpus: bool = False
     tls: TlsConfig | None = None
     auth_tokens: tuple[str | BearerToken, ...] = field(default=(), repr=False)  # secrets: never in reprs
     metrics_port: int | None = None

@@ -22,8 +22,17 @@ import faiss
 import numpy as np
 import tensorflow as tf
 
-from model.bundle.contract import GPU_MAX_K, AttributeKind, CategoricalFeature, Manifest, TowerSpec, place_index
+from model.bundle.contract import (
+    GPU_MAX_K,
+    AttributeKind,
+    CategoricalFeature,
+    Manifest,
+    TowerSpec,
+    place_index,
+    place_index_sharded,
+)
 from model.bundle.reader import Bundle
+from model.bundle.reserved import IndexMmapMode
 from service import tracing
 from service.attributes import AttributeTable
 from service.filter_planner import FilterPlanner, PlannerConfig
@@ -113,12 +122,23 @@ class Engine:
         )
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, *, gpu_device: int = 0, observer: ServingObserver | None = None) -> Engine:
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        *,
+        gpu_device: int = 0,
+        index_mmap: IndexMmapMode = "off",
+        shard_gpus: bool = False,
+        observer: ServingObserver | None = None,
+    ) -> Engine:
         """Loads a bundle's query tower, items and index; moves the index to GPU `gpu_device` when possible.
 
         Args:
             bundle: an opened (validated) bundle.
             gpu_device: FAISS GPU to use; negative keeps the index on the CPU.
+            index_mmap: memory-map the index file: "on", "auto" (large files) or "off" (model/bundle/index_mmap.py).
+            shard_gpus: shard the index across every GPU FAISS sees when there are several
+                (model/bundle/index_shards.py); otherwise it goes whole to GPU `gpu_device`.
             observer: receives stage timings.
 
         Raises:
@@ -126,7 +146,8 @@ class Engine:
         """
         encoder = bundle.load_query_tower()
         items = bundle.load_items()
-        index, device, resources = place_index(bundle.load_index(), bundle.manifest.index, gpu_device)
+        place = place_index_sharded if shard_gpus else place_index
+        index, device, resources = place(bundle.load_index(mmap=index_mmap), bundle.manifest.index, gpu_device)
         kinds = {a.name: a.kind for a in bundle.manifest.filterable_attributes}
         attributes = AttributeTable(
             len(items.ids), {name: (kinds[name], array) for name, array in items.attributes.items()}

@@ -24,6 +24,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from model.bundle.reader import BundleError, list_versions, open_bundle
+from model.bundle.reserved import IndexMmapMode
 from service.engine import Engine
 from service.observer import NullObserver, ServingObserver
 from service.served_versions import ServedVersions
@@ -42,6 +43,8 @@ def load_engine(
     path: Path,
     *,
     gpu_device: int = 0,
+    index_mmap: IndexMmapMode = "off",
+    shard_gpus: bool = False,
     warmup_batch_sizes: tuple[int, ...] = (1, 8),
     observer: ServingObserver | None = None,
 ) -> Engine:
@@ -53,7 +56,9 @@ def load_engine(
     bundle = open_bundle(path, verify_checksums=True)
     if bundle.manifest.model_name != path.parent.name:
         raise BundleError(f"manifest.json: model_name {bundle.manifest.model_name!r} != directory {path.parent.name!r}")
-    engine = Engine.from_bundle(bundle, gpu_device=gpu_device, observer=observer)
+    engine = Engine.from_bundle(
+        bundle, gpu_device=gpu_device, index_mmap=index_mmap, shard_gpus=shard_gpus, observer=observer
+    )
     engine.warm_up(warmup_batch_sizes)
     return engine
 

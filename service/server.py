@@ -160,6 +160,8 @@ async def build_server(
     loader = loader or functools.partial(
         load_engine,
         gpu_device=config.gpu_device,
+        index_mmap=config.index_mmap,
+        shard_gpus=config.shard_index_across_gpus,
         warmup_batch_sizes=(1, config.batcher.max_batch_size),
         observer=observer,
     )

@@ -6,7 +6,8 @@ request path imports (besides `model.bundle.reader`, which loads the query tower
 - the query tower's feature schema (`model.features`) and its JSON form (`model.bundle.spec_io`);
 - the filterable item attributes (`model.bundle.attributes`);
 - the manifest (`model.bundle.manifest`) and the FAISS index spec it records (`model.bundle.index`);
-- FAISS GPU placement of a loaded index (`model.bundle.gpu`).
+- FAISS GPU placement of a loaded index (`model.bundle.gpu`), sharded across GPUs when there are several
+  (`model.bundle.index_shards`).
 
 Writing a bundle (`model.bundle.export`) and reading one (`model.bundle.reader`) need TensorFlow; import them
 from their modules.
@@ -15,6 +16,7 @@ from their modules.
 from model.bundle.attributes import AttributeKind, FilterableAttribute
 from model.bundle.gpu import GPU_MAX_K, place_index
 from model.bundle.index import IndexKind, IndexSpec, RecallRecord
+from model.bundle.index_shards import place_index_sharded
 from model.bundle.manifest import FORMAT_VERSION, SIMILARITIES, Manifest, ManifestError
 from model.bundle.reserved import (
     DEFAULT_MODEL_NAME,
@@ -69,6 +71,7 @@ __all__ = [
     "SpecFormatError",
     "TowerSpec",
     "place_index",
+    "place_index_sharded",
     "tower_spec_from_dict",
     "tower_spec_to_dict",
 ]

@@ -23,6 +23,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from model.bundle.index import l2_normalize, read_index_header, set_search_params
+from model.bundle.index_mmap import MmapMode, read_index
 from model.bundle.manifest import Manifest, ManifestError, sha256_file
 from model.bundle.reserved import (
     EMBEDDINGS_FILE,
@@ -189,10 +190,11 @@ class Bundle:
         _check_embeddings(embeddings.shape, embeddings.dtype, self.manifest)
         return embeddings
 
-    def load_index(self) -> faiss.Index:
-        """Reads index.faiss (CPU) and applies the manifest's search parameters."""
+    def load_index(self, *, mmap: MmapMode = "off") -> faiss.Index:
+        """Reads index.faiss (CPU; memory-mapped as `mmap` says, see model/bundle/index_mmap.py) and applies the
+        manifest's search parameters."""
         try:
-            index = faiss.read_index(str(self.path / INDEX_FILE))
+            index = read_index(self.path / INDEX_FILE, mmap)
         except RuntimeError as error:
             raise BundleError(f"{INDEX_FILE}: cannot read the FAISS index: {error}") from error
         _check_index(index.d, index.ntotal, self.manifest)

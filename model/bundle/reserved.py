@@ -11,6 +11,7 @@ Imports nothing, so anything (the trainer, the server's request validation) may 
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import Literal
 
 # Query-tower inputs filled from request fields, and the roles under which the manifest records them.
 USER_ID_FEATURE = "user_id"
@@ -41,3 +42,8 @@ POPULARITY_COLUMN = "popularity"
 
 # The model name of `models/<name>/` that training exports to and the server serves unless told otherwise.
 DEFAULT_MODEL_NAME = "retrieval"
+
+# How the server reads a version's index file (model/bundle/index_mmap.py): memory-mapped ("on"), memory-mapped
+# when large ("auto") or into memory ("off"). Here so that command lines offer the choices without loading FAISS.
+IndexMmapMode = Literal["auto", "on", "off"]
+INDEX_MMAP_MODES: tuple[IndexMmapMode, ...] = ("auto", "on", "off")

@@ -54,9 +54,13 @@ def test_serve_flags_build_the_config(tmp_path: Path) -> None:
     tokens.write_text("a\n\nb\n")
     args = cli.parse_args(
         ["--models-dir", str(tmp_path), "--model-name", "m", "--port", "0", "--max-batch-size", "8",
-         "--max-k", "20", "--pin-version", "3", "--auth-token-file", str(tokens), "--gpu-device", "-1"]
+         "--max-k", "20", "--pin-version", "3", "--auth-token-file", str(tokens), "--gpu-device", "-1",
+         "--index-mmap", "on", "--shard-index-across-gpus"]
     )  # fmt: skip
     config = cli.config_from_args(args)
+    assert (config.index_mmap, config.shard_index_across_gpus) == ("on", True)
+    defaults = cli.config_from_args(cli.parse_args(["--models-dir", ".", "--model-name", "m"]))
+    assert (defaults.index_mmap, defaults.shard_index_across_gpus) == ("auto", False)
     assert (config.port, config.pinned_version, config.gpu_device, config.auth_tokens) == (0, 3, -1, ("a", "b"))
     assert (config.batcher.max_batch_size, config.limits.max_k) == (8, 20)
     with pytest.raises(ValueError, match="--tls-cert and --tls-key go together"):
@@ -74,6 +78,9 @@ def test_serve_usage_errors_exit_2_naming_the_problem(tmp_path: Path, capsys: py
         cli.parse_args([*base, "--log-level", "chatty"])
     assert bad_level.value.code == 2 and "choose from 'DEBUG', 'INFO', 'WARNING', 'ERROR'" in capsys.readouterr().err
     assert cli.parse_args([*base, "--log-level", "debug"]).log_level == "DEBUG"
+    with pytest.raises(SystemExit) as bad_mmap:
+        cli.parse_args([*base, "--index-mmap", "always"])
+    assert bad_mmap.value.code == 2 and "choose from 'auto', 'on', 'off'" in capsys.readouterr().err
 
 
 def test_every_serve_flag_is_documented_and_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,3 +112,12 @@ def test_devices_and_warm_up_on_a_cpu_machine(engine: Engine) -> None:
     assert (index, device, resources) == (engine._index, "cpu", None)
     engine.warm_up((1, 4))
     assert engine.retrieve([]) == []
+
+
+def test_memory_mapped_index_serves_the_same_answers(engine: Engine, bundle_path: Path) -> None:
+    mapped = Engine.from_bundle(open_bundle(bundle_path), gpu_device=0, index_mmap="on", shard_gpus=True)
+    queries = [_query("u1", 10, {item_id(3)}), _query("someone-new", 25)]
+    for got, expected in zip(mapped.retrieve(queries), engine.retrieve(queries), strict=True):
+        assert list(got.item_ids) == list(expected.item_ids)
+        np.testing.assert_array_equal(got.scores, expected.scores)
+    assert mapped.index_device == engine.index_device
