@@ -62,24 +62,43 @@ class Grids:
     """The validation grids of the baselines' hyperparameters."""
 
     l2: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0)
-    smoothing: tuple[float, ...] = (0.1, 1.0, 10.0)
+    smoothing: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
     weight: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True, eq=False)
+class _Choice:
+    value: float
+    validation: dict[str, float]
+    test: dict[str, float]
+    scores: tuple[FloatArray, FloatArray]  # validation, test
+    grid: list[dict[str, Any]]
 
 
 def _choose(
     grid: Sequence[float],
     scores: Callable[[float], tuple[FloatArray, FloatArray]],
     validation: Queries,
+    test: Queries,
     choose_on: str,
     **options: Any,
-) -> tuple[float, dict[str, float], FloatArray, FloatArray]:
-    """The grid value of best validation `choose_on` (the first on ties), its metrics and score matrices."""
-    best: tuple[float, dict[str, float], FloatArray, FloatArray] | None = None
+) -> _Choice:
+    """The grid value of best validation `choose_on` (the first on ties).
+
+    Every grid value's test metrics are recorded too, as a diagnostic of the validation/test gap; they
+    choose nothing.
+    """
+    best: _Choice | None = None
+    rows = []
     for value in grid:
         validation_scores, test_scores = scores(value)
-        metrics = evaluate_query_scores(validation_scores, validation.targets, exclude=validation.histories, **options)
-        if best is None or metrics[choose_on] > best[1][choose_on]:
-            best = (value, metrics, validation_scores, test_scores)
+        on_validation = evaluate_query_scores(
+            validation_scores, validation.targets, exclude=validation.histories, **options
+        )
+        on_test = evaluate_query_scores(test_scores, test.targets, exclude=test.histories, **options)
+        rows.append({"value": value, "validation": on_validation, "test": on_test})
+        if best is None or on_validation[choose_on] > best.validation[choose_on]:
+            best = _Choice(value, on_validation, on_test, (validation_scores, test_scores), rows)
     if best is None:
         raise ValueError("a baseline grid must be non-empty")
     return best
@@ -116,8 +135,9 @@ def classical_baselines(
         seed: seed of the random tie-breaking.
 
     Returns:
-        Per baseline ("popularity", "ease", "transition", "mix"): its chosen hyperparameter (if any) and
-        its "validation" and "test" metrics (each query's earlier items excluded).
+        Per baseline ("popularity", "ease", "transition", "mix"): its chosen hyperparameter (if any), its
+        "validation" and "test" metrics (each query's earlier items excluded) and, for a chosen one, the
+        "grid" of every value's validation and test metrics.
     """
     options: dict[str, Any] = {"ks": ks, "seed": seed}
     counts = np.bincount(np.asarray(fit.items, dtype=np.int64), minlength=num_items)
@@ -149,22 +169,30 @@ def classical_baselines(
         ("ease", "l2", grids.l2, ease),
         ("transition", "smoothing", grids.smoothing, transition),
     ):
-        value, metrics, validation_scores, test_scores = _choose(grid, scores, validation, choose_on, **options)
-        chosen[name] = (validation_scores, test_scores)
-        report[name] = {
-            parameter: value,
-            "validation": metrics,
-            "test": evaluate_query_scores(test_scores, test.targets, exclude=test.histories, **options),
-        }
-        logger.info("baseline %s %s=%s validation %s=%.4f", name, parameter, value, choose_on, metrics[choose_on])
+        choice = _choose(grid, scores, validation, test, choose_on, **options)
+        chosen[name] = choice.scores
+        report[name] = {parameter: choice.value, "validation": choice.validation, "test": choice.test}
+        report[name]["grid"] = choice.grid
+        logger.info(
+            "baseline %s %s=%s validation %s=%.4f",
+            name,
+            parameter,
+            choice.value,
+            choose_on,
+            choice.validation[choose_on],
+        )
 
     def mix(weight: float) -> tuple[FloatArray, FloatArray]:
-        return tuple(blend_scores(chosen["ease"][i], chosen["transition"][i], weight) for i in (0, 1))  # type: ignore[return-value]
+        return (
+            blend_scores(chosen["ease"][0], chosen["transition"][0], weight),
+            blend_scores(chosen["ease"][1], chosen["transition"][1], weight),
+        )
 
-    weight, metrics, _, test_scores = _choose(grids.weight, mix, validation, choose_on, **options)
+    choice = _choose(grids.weight, mix, validation, test, choose_on, **options)
     report["mix"] = {
-        "ease_weight": weight,
-        "validation": metrics,
-        "test": evaluate_query_scores(test_scores, test.targets, exclude=test.histories, **options),
+        "ease_weight": choice.value,
+        "validation": choice.validation,
+        "test": choice.test,
+        "grid": choice.grid,
     }
     return report

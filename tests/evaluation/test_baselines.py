@@ -52,6 +52,9 @@ def test_ease_l2_is_the_grid_value_of_best_validation_recall(report):
 
     assert report["ease"]["l2"] == GRIDS.l2[int(np.argmax(recalls))]
     assert report["ease"]["validation"]["recall@1"] == pytest.approx(max(recalls))
+    grid = report["ease"]["grid"]  # every value's metrics, test included as a diagnostic
+    assert [row["value"] for row in grid] == list(GRIDS.l2)
+    assert [row["validation"]["recall@1"] for row in grid] == pytest.approx(recalls)
 
 
 def test_popularity_is_the_shared_protocol(report):
