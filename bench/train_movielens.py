@@ -1,10 +1,16 @@
 """Quality benchmark: the two-tower on MovieLens-100K under the leave-last-out, full-catalog protocol.
 
-Hyperparameters are chosen on validation Recall@10 only (each run keeps its epoch of best validation Recall@10);
-the test metrics of the chosen run are then reported once. Every run is seeded, so the chosen run is the model a
-retraining of the chosen configuration would give. Writes docs/benchmarks/movielens_two_tower.{json,md}.
+With --search, hyperparameters are chosen on validation Recall@10 only (each run keeps its epoch of best validation
+Recall@10); the test metrics of the chosen run are then reported once. Every run is seeded, but a retraining with
+the same seed is not bit-identical (threaded CPU kernels), so one run is one draw: the seeded mode below reports
+the spread. Writes docs/benchmarks/movielens_two_tower.{json,md}.
 
-    python bench/train_movielens.py [--quick]
+By default the chosen configuration (CHOSEN) is retrained once per seed with the same recipe and reported as each
+seed and the mean ± std, beside popularity, EASE, item-to-item transitions and their mix, chosen on validation
+and scored on the same queries (docs/benchmarks/movielens_two_tower_seeds.{json,md}).
+
+    python -m bench.train_movielens [--seeds 42 43 44]     # from the repository root
+    python -m bench.train_movielens --search [--quick]
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ GRID: list[dict[str, Any]] = [
     {"model": {"temperature": 0.1, "logq_correction": False, "sampler": "in-batch"}, "train": {"learning_rate": 0.002}}
 ]
 
-# The configuration the search chose on validation (`python bench/train_movielens.py --search`, committed in
+# The configuration the search chose on validation (`python -m bench.train_movielens --search`, committed in
 # docs/benchmarks/movielens_two_tower.{json,md} before the seeded runs); the seeded runs retrain it with the
 # search's recipe (at most `--epochs`, early stopping with PATIENCE, best validation epoch kept), no new search.
 CHOSEN: dict[str, Any] = GRID[3]

@@ -16,7 +16,12 @@ that model's test metrics are the family's result. The chosen search run's own t
 the training interactions only) are recorded beside them; neither test number chooses anything. Every run
 is seeded. Writes docs/benchmarks/movielens_sequential.{json,md}.
 
-    python bench/train_sequential.py [--quick] [--no-refit]
+By default (no --search) each family's chosen configuration (CHOSEN) is retrained on the training interactions
+once per seed for its chosen epoch count, reported per seed and as mean ± std beside popularity, EASE,
+item-to-item transitions and their mix (docs/benchmarks/movielens_sequential_seeds.{json,md}).
+
+    python -m bench.train_sequential [--seeds 42 43 44] [--families transformer_causal]   # repository root
+    python -m bench.train_sequential --search [--quick] [--no-refit]
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ FAMILIES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-# The configuration each family's search chose on validation (`python bench/train_sequential.py --search`,
+# The configuration each family's search chose on validation (`python -m bench.train_sequential --search`,
 # committed in docs/benchmarks/movielens_sequential.{json,md} before the seeded runs) and its best validation
 # epoch; the seeded runs retrain exactly this, no new search.
 CHOSEN: dict[str, tuple[dict[str, Any], int]] = {
