@@ -91,6 +91,45 @@ def evaluate_scores(
     )
 
 
+def evaluate_query_scores(
+    scores: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    *,
+    ks: Sequence[int] = (10, 50, 100),
+    exclude: Exclusions | None = None,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Evaluates a per-query score matrix (e.g. EASE or a transition baseline) like a model.
+
+    The scores go through the same top-k, exclusion and tie-breaking code as `evaluate_embeddings`, as
+    query embeddings `scores` against the identity as item embeddings.
+
+    Args:
+        scores: Score of each item for each query [U, N]; higher ranks first.
+        targets: Held-out item id per query [U].
+        ks: Cutoffs, each >= 1.
+        exclude: Items to leave out per query, or None.
+        seed: Seed of the random tie-breaking.
+        batch_size: Queries scored per matmul.
+
+    Returns:
+        `{"recall@k": ..., "ndcg@k": ..., "mrr@k": ...}` for each k.
+    """
+    matrix = np.asarray(scores, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise ValueError(f"scores must be 2-D [U, N], got shape {matrix.shape}")
+    return evaluate_embeddings(
+        matrix,
+        np.eye(matrix.shape[1], dtype=np.float32),
+        targets,
+        ks=ks,
+        exclude=exclude,
+        seed=seed,
+        batch_size=batch_size,
+    )
+
+
 def popularity_scores(item_counts: npt.ArrayLike) -> FloatArray:
     """Popularity baseline scores: the dense rank of each item's interaction count.
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from model.evaluation import Exclusions, evaluate_embeddings, evaluate_scores, popularity_scores
+from model.evaluation import Exclusions, evaluate_embeddings, evaluate_query_scores, evaluate_scores, popularity_scores
 
 SCORES = np.array(
     [
@@ -63,3 +63,20 @@ def test_popularity_rejects_bad_counts(function, argument):
 def test_evaluate_scores_rejects_2d_scores():
     with pytest.raises(ValueError, match="item_scores must be 1-D"):
         evaluate_scores(np.ones((3, 2)), [0, 1, 2])
+
+
+def test_evaluate_query_scores_ranks_each_querys_own_scores():
+    exclude = Exclusions.from_pairs(
+        [1], [0], num_queries=3
+    )  # query 1 without item 0: its target 4 moves from rank 2 to rank 1 (0-based)
+
+    result = evaluate_query_scores(SCORES, [3, 4, 4], ks=(1, 2), exclude=exclude)
+
+    assert result["recall@1"] == pytest.approx(1 / 3)
+    assert result["recall@2"] == pytest.approx(1.0)
+    assert result["mrr@2"] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
+
+
+def test_evaluate_query_scores_names_a_wrong_shape():
+    with pytest.raises(ValueError, match=r"scores must be 2-D \[U, N\], got shape \(5,\)"):
+        evaluate_query_scores(np.ones(5), [0])
