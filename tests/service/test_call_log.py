@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import grpc
 import pytest
@@ -17,6 +18,10 @@ def test_a_failed_call_logs_its_request_id_and_code(server: ServerThread, caplog
     caplog.set_level(logging.WARNING, logger="service.call_log")
     with RetrievalClient(server.target) as client, pytest.raises(grpc.RpcError):
         client.retrieve("u1", 0, request_id="req-7")
+    # The server logs the failed call after its answer is on the wire: wait for the line (bounded), then check it.
+    deadline = time.monotonic() + 10.0
+    while not [r for r in caplog.records if r.name == "service.call_log"] and time.monotonic() < deadline:
+        time.sleep(0.01)
     (record,) = [r for r in caplog.records if r.name == "service.call_log"]
     assert record.levelno == logging.WARNING
     assert (record.grpc_code, record.grpc_method) == (  # type: ignore[attr-defined]
