@@ -28,7 +28,7 @@ def test_the_collector_stand_in_receives_what_the_server_setting_exports() -> No
         provider.shutdown()
         assert collector.spans == 3
     finally:
-        sink.stop(grace=None)
+        sink.stop(grace=None).wait()  # its threads finish here, not during a later test
 
 
 def test_summary_takes_each_modes_better_run() -> None:
