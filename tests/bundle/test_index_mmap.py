@@ -58,8 +58,9 @@ def test_mapped_index_answers_exactly_as_in_memory(
     assert f"index memory-mapped path={path}" in caplog.text
     if spec.nlist is not None:  # IVF lists: FAISS's read-only on-disk lists over the file vs arrays in memory
         assert (_invlists(mapped), _invlists(in_memory)) == ("OnDiskInvertedLists", "ArrayInvertedLists")
-        with pytest.raises(RuntimeError, match="read_only"):
-            mapped.add(items[:1])
+        # Not tried here: adding to the read-only lists. FAISS raises from inside an OpenMP region, and in FAISS
+        # 1.15.1 that left later searches in the process wrong (seen as exact brute force at recall 0.46).
+        assert faiss.downcast_InvertedLists(faiss.extract_index_ivf(mapped).invlists).read_only
 
 
 def test_types_faiss_cannot_map_are_read_into_memory_with_a_log_line(
