@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 
 from model.bundle.index import IndexSpec, l2_normalize, set_search_params  # noqa: E402
 from model.bundle.index_mmap import read_index  # noqa: E402
+from model.bundle.refine import RefinedIndex  # noqa: E402
 from service.cpu import available_cpus  # noqa: E402
 
 DIM = 64
@@ -180,14 +181,9 @@ def search(index_path: Path, catalog: Path, num_items: int, queries: np.ndarray)
 
 
 def rerank(index: faiss.Index, items: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Top-K ids [len(queries), K]: the index's top RERANK_DEPTH re-scored by exact inner product with `items`."""
-    _, candidates = index.search(queries, RERANK_DEPTH)
-    candidates = np.maximum(candidates, 0)  # -1 padding (fewer hits than the depth) re-scores item 0: harmless
-    vectors = items[np.sort(candidates.ravel())]
-    order = np.argsort(np.argsort(candidates.ravel()))
-    scores = np.einsum("qd,qcd->qc", queries, vectors[order].reshape(*candidates.shape, DIM))
-    top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
-    return np.take_along_axis(candidates, top, axis=1)
+    """Top-K ids [len(queries), K]: the index's top RERANK_DEPTH re-scored by exact inner product with `items`
+    (the engine's re-rank, model/bundle/refine.py)."""
+    return RefinedIndex(index, items, RERANK_DEPTH // K).search(queries, K)[1]
 
 
 def load(index_path: Path, mode: str, queries: np.ndarray) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from model.bundle.export import _fsync_dir, _fsync_tree, _pick_version, file_che
 from model.bundle.index import build_index, measure_recall
 from model.bundle.item_tower import TowerEncoder, load_item_tower
 from model.bundle.reader import TEMP_PREFIX, Bundle, open_bundle
+from model.bundle.refine import refined
 from model.bundle.reserved import (
     CATALOG_CHANGES_FILE,
     EMBEDDINGS_FILE,
@@ -128,7 +129,7 @@ def refresh_catalog(
     index, reused = _build_index(bundle, embeddings, seed)
     seconds["index"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    recall = _recall(index, embeddings, recall_queries, seed)
+    recall = _recall(refined(index, embeddings, bundle.manifest.index.k_factor), embeddings, recall_queries, seed)
     seconds["recall"] = time.perf_counter() - mark
     lineage["index_quantizer"] = "reused from the parent" if reused else "built"
 
@@ -243,7 +244,7 @@ def _build_index(bundle: Bundle, embeddings: np.ndarray, seed: int) -> tuple[fai
     return index, True
 
 
-def _recall(index: faiss.Index, embeddings: np.ndarray, sample: int, seed: int) -> Any:
+def _recall(index: Any, embeddings: np.ndarray, sample: int, seed: int) -> Any:
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(embeddings), size=min(sample, len(embeddings)), replace=False))
     queries = embeddings[rows]

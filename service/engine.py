@@ -30,6 +30,7 @@ from model.bundle.contract import (
     TowerSpec,
     place_index,
     place_index_sharded,
+    refined,
 )
 from model.bundle.reader import Bundle
 from model.bundle.reserved import IndexMmapMode
@@ -55,7 +56,8 @@ class Engine:
     Args:
         manifest: the bundle's manifest (name, version, spec, index type).
         encoder: raw features by name ([B] or [B, n] strings, [B] float32) -> [B, d] float32 queries.
-        index: FAISS index over the item embeddings (already on its device); id i is row i of `item_ids`.
+        index: FAISS index over the item embeddings (already on its device); id i is row i of `item_ids`. When
+            the manifest's index spec has a k_factor, searches re-rank its candidates from `item_embeddings`.
         item_ids: [N] external item ids.
         index_device: "cpu" or "gpu:<n>".
         query_device: where the query tower runs, "cpu" or "gpu:<n>".
@@ -91,11 +93,12 @@ class Engine:
         self.index_device = index_device
         self.query_device = query_device
         self._encoder = encoder
-        self._index = index
         self._item_ids = np.asarray(item_ids, dtype=object)
         self._row_by_id = {item_id: row for row, item_id in enumerate(self._item_ids.tolist())}
         on_gpu = index_device.startswith("gpu")
         self._max_fetch = min(len(item_ids), GPU_MAX_K) if on_gpu else len(item_ids)
+        # An approximate index whose spec asks for it is re-ranked exactly from the item embeddings.
+        self._index = refined(index, item_embeddings, manifest.index.k_factor, max_fetch=self._max_fetch)
         # FAISS GPU indexes and their resources take one calling thread at a time.
         self._search_lock: AbstractContextManager[Any] = threading.Lock() if on_gpu else nullcontext()
         self._observer = observer or NullObserver()
@@ -108,7 +111,7 @@ class Engine:
         self._filtered_search = (
             FilteredSearch(
                 FilterPlanner(
-                    index,
+                    self._index,
                     item_embeddings,
                     on_gpu=on_gpu,
                     max_fetch=self._max_fetch,

@@ -47,7 +47,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from model.bundle.contract import GPU_MAX_K
+from model.bundle.contract import GPU_MAX_K, RefinedIndex
 from service.passing_rows import PassingRows
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,8 @@ class FilterPlanner:
     """Answers filtered queries over one index.
 
     Args:
-        index: the FAISS index; id i = catalog row i.
+        index: the FAISS index, or a `RefinedIndex` over one (its re-ranked answers are what filtered searches
+            return); id i = catalog row i.
         item_embeddings: [N, d] float32 item embeddings (what brute force scores).
         on_gpu: the index is a GPU index (it ignores IDSelectors: over-fetch instead).
         max_fetch: the deepest search the index allows (N on the CPU, min(N, 2048) on a GPU).
@@ -116,10 +117,11 @@ class FilterPlanner:
         self._max_fetch = min(max_fetch or self._size, self._size)
         self.config = config or PlannerConfig()
         self._lock: AbstractContextManager[Any] = search_lock or nullcontext()
-        self._ivf = _ivf_of(index)
+        approximate = index.base if isinstance(index, RefinedIndex) else index  # searches still go through `index`
+        self._ivf = _ivf_of(approximate)
         self._max_probe = GPU_MAX_K if on_gpu else self._size
-        self._hnsw = index if isinstance(index, faiss.IndexHNSW) else None
-        self._scans_all = isinstance(index, faiss.IndexFlat) and not on_gpu
+        self._hnsw = approximate if isinstance(approximate, faiss.IndexHNSW) else None
+        self._scans_all = isinstance(approximate, faiss.IndexFlat) and not on_gpu
         self._row_bytes = item_embeddings.shape[1] * 4
         self.cache_bytes = (
             self.config.cache_bytes

@@ -5,7 +5,8 @@ request path imports (besides `model.bundle.reader`, which loads the query tower
   signature, item columns;
 - the query tower's feature schema (`model.features`) and its JSON form (`model.bundle.spec_io`);
 - the filterable item attributes (`model.bundle.attributes`);
-- the manifest (`model.bundle.manifest`) and the FAISS index spec it records (`model.bundle.index`);
+- the manifest (`model.bundle.manifest`) and the FAISS index spec it records (`model.bundle.index`), whose
+  k_factor asks for an exact re-rank of the index's candidates (`model.bundle.refine`);
 - FAISS GPU placement of a loaded index (`model.bundle.gpu`), sharded across GPUs when there are several
   (`model.bundle.index_shards`).
 
@@ -18,6 +19,7 @@ from model.bundle.gpu import GPU_MAX_K, place_index
 from model.bundle.index import IndexKind, IndexSpec, RecallRecord
 from model.bundle.index_shards import place_index_sharded
 from model.bundle.manifest import FORMAT_VERSION, SIMILARITIES, Manifest, ManifestError
+from model.bundle.refine import RefinedIndex, refined
 from model.bundle.reserved import (
     DEFAULT_MODEL_NAME,
     EMBEDDINGS_FILE,
@@ -68,10 +70,12 @@ __all__ = [
     "ManifestError",
     "NumericFeature",
     "RecallRecord",
+    "RefinedIndex",
     "SpecFormatError",
     "TowerSpec",
     "place_index",
     "place_index_sharded",
+    "refined",
     "tower_spec_from_dict",
     "tower_spec_to_dict",
 ]

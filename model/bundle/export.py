@@ -27,6 +27,7 @@ from model.bundle.attributes import AttributeColumn, FilterableAttribute, attrib
 from model.bundle.index import IndexSpec, build_index, l2_normalize, measure_recall
 from model.bundle.manifest import SIMILARITIES, Manifest, sha256_file
 from model.bundle.reader import TEMP_PREFIX, list_versions
+from model.bundle.refine import refined
 from model.bundle.reserved import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
@@ -120,7 +121,8 @@ def export_bundle(
         _write_items(tmp / ITEMS_FILE, ids, pops, columns, attributes)
         np.save(tmp / EMBEDDINGS_FILE, items, allow_pickle=False)
         index = build_index(items, index_spec, seed=seed)
-        recall = measure_recall(index, items, queries, min(RECALL_K, len(items)), seed=seed)
+        searched = refined(index, items, index_spec.k_factor)  # the recall of the search the server will run
+        recall = measure_recall(searched, items, queries, min(RECALL_K, len(items)), seed=seed)
         faiss.write_index(index, str(tmp / INDEX_FILE))
         manifest = Manifest(
             model_name=name,

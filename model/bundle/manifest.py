@@ -222,7 +222,10 @@ def _index_from_dict(data: Any) -> tuple[IndexSpec, RecallRecord]:
     params = _typed(data, "parameters", dict, "index.")
     try:
         spec = IndexSpec(
-            _typed(data, "factory", str, "index."), nprobe=params.get("nprobe"), ef_search=params.get("efSearch")
+            _typed(data, "factory", str, "index."),
+            nprobe=params.get("nprobe"),
+            ef_search=params.get("efSearch"),
+            k_factor=params.get("k_factor"),
         )
     except ValueError as error:
         raise ManifestError(f"index: {error}") from error

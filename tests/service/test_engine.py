@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from model.bundle.gpu import place_index
+from model.bundle.index import IndexSpec
 from model.bundle.reader import open_bundle
 from service.engine import Engine, query_device, respond_grouped
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
@@ -121,3 +122,27 @@ def test_memory_mapped_index_serves_the_same_answers(engine: Engine, bundle_path
         assert list(got.item_ids) == list(expected.item_ids)
         np.testing.assert_array_equal(got.scores, expected.scores)
     assert mapped.index_device == engine.index_device
+
+
+def test_an_ivfpq_bundle_with_k_factor_serves_exactly_re_ranked_answers(tmp_path: Path) -> None:
+    """All 8 lists probed and k x k_factor >= N: the re-rank sees every item, so answers are the exact top k,
+    which the PQ codes alone do not give."""
+    spec = IndexSpec("IVF8,PQ4x4", nprobe=8, k_factor=40)
+    path = export_test_bundle(tmp_path, version=1, index_spec=spec)
+    bundle = open_bundle(path)
+    assert bundle.manifest.index == spec and bundle.manifest.index_recall.recall == 1.0
+    engine = Engine.from_bundle(bundle)
+    plain = Engine.from_bundle(
+        open_bundle(export_test_bundle(tmp_path / "plain", version=1, index_spec=IndexSpec("IVF8,PQ4x4", nprobe=8)))
+    )
+    users = ["u1", "u2", "someone-new"]
+    expected, scores = oracle_top_k(path, _features(users), 10)
+    exclusions = [{expected[0][1]}, set(), set()]
+    results = engine.retrieve([_query(u, 10, e) for u, e in zip(users, exclusions, strict=True)])
+    kept, kept_scores = oracle_top_k(path, _features(users), 10, exclude=exclusions)
+    for i, result in enumerate(results):
+        assert list(result.item_ids) == kept[i]
+        np.testing.assert_allclose(result.scores, kept_scores[i].astype(np.float32), atol=1e-5)
+    unranked = plain.retrieve([_query(u, 10) for u in users])
+    assert any(list(r.item_ids) != expected[i] for i, r in enumerate(unranked))  # PQ order alone is not exact
+    np.testing.assert_allclose(results[1].scores, scores[1], atol=1e-5)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.bundle.attributes import AttributeColumn, AttributeKind, attribute_array
+from model.bundle.refine import RefinedIndex
 from service.attributes import AttributeTable
 from service.filter_planner import FilterPlanner, PlannerConfig, Strategy
 from service.filtered_search import FilteredSearch
@@ -278,3 +279,23 @@ def test_ivf_recall_at_k_of_the_filtered_top_k_is_at_least_95_percent(
         exact = np.flatnonzero(passing)[np.argsort(-(embeddings[passing] @ vector), kind="stable")[:k]]
         recalls.append(len(set(rows.tolist()) & set(exact.tolist())) / k)
     assert np.mean(recalls) >= 0.95, (selectivity, strategy, np.mean(recalls))
+
+
+def test_a_re_ranked_ivfpq_index_is_planned_as_ivf_and_answers_with_exact_scores() -> None:
+    rng = np.random.default_rng(3)
+    embeddings = rng.standard_normal((4000, DIM)).astype(np.float32)
+    base = faiss.index_factory(DIM, "IVF16,PQ4", faiss.METRIC_INNER_PRODUCT)
+    base.train(embeddings)
+    base.add(embeddings)
+    base.nprobe = 2
+    config = PlannerConfig(brute_force_rows=10, brute_force_fraction=0.0, ivf_row_cost=1.0)
+    planner = FilterPlanner(RefinedIndex(base, embeddings, 8), embeddings, config=config)
+    passing = np.zeros(4000, dtype=bool)
+    passing[::2] = True
+    # The IVF rule: 2000 passing rows > 4 probed lists (nprobe / 0.5) x 250 rows.
+    assert planner.choose(int(passing.sum()), k=10) is Strategy.SELECTOR
+    vector = rng.standard_normal(DIM).astype(np.float32)
+    rows, scores, used = planner.search(vector, passing, 10)
+    assert used is Strategy.SELECTOR and passing[rows].all() and len(rows) == 10
+    np.testing.assert_allclose(scores, embeddings[rows] @ vector, rtol=1e-5, atol=1e-5)  # re-ranked: exact
+    assert np.all(np.diff(scores) <= 0)
