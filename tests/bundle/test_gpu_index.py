@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -15,6 +16,8 @@ import pytest
 
 from model.bundle.gpu import GPU_MAX_K, GPU_SHARED_MEMORY_BYTES, needs_float16_tables, place_index
 from model.bundle.index import IndexKind, IndexSpec, build_index, choose_index_spec, l2_normalize, measure_recall
+from model.bundle.index_mmap import read_index
+from model.bundle.refine import RefinedIndex
 from model.evaluation import exact_top_k
 from tests.bundle.helpers import clustered
 
@@ -147,3 +150,37 @@ def test_an_index_faiss_cannot_move_stays_on_the_cpu(caplog: pytest.LogCaptureFi
     assert "index stays on cpu" in caplog.text
     assert faiss.extract_index_ivf(placed).nprobe == spec.nprobe
     assert placed.search(queries, 10)[1].shape == (20, 10)
+
+
+@needs_gpu
+def test_a_re_ranked_ivfpq_index_on_the_gpu_answers_as_on_the_cpu() -> None:
+    """The engine's exact re-rank over a GPU IVF-PQ index: exact scores, the CPU re-rank's recall, and depth
+    capped at the GPU's k limit (k x k_factor above it is fetched at GPU_MAX_K, not refused)."""
+    items, queries, exact = catalog(32)
+    spec, index = built("ivfpq", 32)
+    placed, device, _resources = place_index(index, spec, gpu_device=0)
+    assert device == "gpu:0" and spec.k_factor
+    cpu = RefinedIndex(index, items, spec.k_factor)
+    gpu = RefinedIndex(placed, items, spec.k_factor, max_fetch=GPU_MAX_K)
+    cpu_recall = measure_recall(cpu, items, queries, K, exact).recall
+    gpu_recall = measure_recall(gpu, items, queries, K, exact).recall
+    assert gpu_recall >= cpu_recall - 0.02 and gpu_recall >= 0.9, (cpu_recall, gpu_recall)
+    scores, ids = gpu.search(queries[:20], K)
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries[:20], items[ids]), atol=1e-5)
+    deep_scores, deep_ids = gpu.search(queries[:4], GPU_MAX_K // 2)  # asks the GPU for 4 x 1024: gets 2048
+    assert deep_ids.shape == (4, GPU_MAX_K // 2) and np.all(np.diff(deep_scores, axis=1) <= 0)
+
+
+@needs_gpu
+def test_a_memory_mapped_ivf_index_moves_to_the_gpu(tmp_path: Path) -> None:
+    """An IVF index read with IO_FLAG_MMAP (what --index-mmap on loads) is copied to the GPU and answers as the
+    in-memory index placed there."""
+    _, queries, _ = catalog(32)
+    spec, index = built("ivf", 32)
+    path = tmp_path / "index.faiss"
+    faiss.write_index(index, str(path))
+    mapped = read_index(path, "on")
+    placed, device, _resources = place_index(mapped, spec, gpu_device=0)
+    reference, _, _reference_resources = place_index(index, spec, gpu_device=0)
+    assert device == "gpu:0"
+    assert_same_top_k(reference.search(queries, K), placed.search(queries, K), 32)
