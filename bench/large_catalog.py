@@ -61,9 +61,10 @@ BATCH = 1000
 EXACT_BLOCK = 250_000
 
 
-def _rss_mb() -> dict[str, float]:
+def _rss_mb(pid: int | str = "self") -> dict[str, float]:
+    """VmRSS, RssAnon and RssFile of process `pid` in MiB."""
     fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "RssAnon", "RssFile"):
             fields[key] = int(value.split()[0]) / 1024
