@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ for _key, _value in BENCH_ENV.items():  # before FAISS / TensorFlow load OpenMP 
 
 import numpy as np  # noqa: E402
 
-from bench import bundles, frontdoor, large_catalog  # noqa: E402
+from bench import bundles, frontdoor, large_catalog, loadgen  # noqa: E402
 from bench.processes import ServeCommand  # noqa: E402
 from model.bundle.export import export_bundle  # noqa: E402
 from model.bundle.index import IVFPQ_K_FACTOR, IndexSpec, RecallRecord  # noqa: E402
@@ -114,23 +115,63 @@ def export(world: bundles.TrainedWorld, items: np.ndarray, models_dir: Path, nam
     }
 
 
-def without_rerank(bundle: Path, models_dir: Path, name: str) -> Path:
-    """`name`/1: the same files as `bundle` (hard links), its manifest asking for no re-rank. The recorded recall
-    is marked as not measured for this search (num_queries 0)."""
-    target = models_dir / name / "1"
+def linked_version(bundle: Path, target: Path, **changes: Any) -> Path:
+    """`target`: the files of version directory `bundle` (hard links) with a manifest of its own, `changes` applied."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(bundle, target, copy_function=os.link)
     manifest = Manifest.from_json((bundle / MANIFEST_FILE).read_text())
-    plain = dataclasses.replace(
-        manifest,
+    (target / MANIFEST_FILE).unlink()  # a hard link: never write through it
+    (target / MANIFEST_FILE).write_text(dataclasses.replace(manifest, **changes).to_json())
+    return target
+
+
+def without_rerank(bundle: Path, models_dir: Path, name: str) -> Path:
+    """`name`/1: the same files as `bundle`, its manifest asking for no re-rank. The recorded recall is marked as
+    not measured for this search (num_queries 0)."""
+    manifest = Manifest.from_json((bundle / MANIFEST_FILE).read_text())
+    return linked_version(
+        bundle,
+        models_dir / name / "1",
         model_name=name,
         index=IndexSpec(manifest.index.factory, nprobe=manifest.index.nprobe),
         index_recall=RecallRecord(k=manifest.index_recall.k, num_queries=0, recall=0.0),
     )
-    (target / MANIFEST_FILE).unlink()  # a hard link: never write through it
-    (target / MANIFEST_FILE).write_text(plain.to_json())
-    return target
+
+
+def hot_reload(server: ServeCommand, models_dir: Path, model: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Version 2 (the same files, hard links) appears while the load generator runs at concurrency 16: seconds
+    until the server answers with it, its private memory before, at the peak and after, and the failed calls."""
+    results: dict[str, Any] = {}
+    phase = args.duration_s + args.reload_window_s
+    load = threading.Thread(
+        target=lambda: results.update(
+            loadgen.run_process(
+                server.target, args.requests_file, mode="closed", duration_s=phase, warmup_s=args.warmup_s, k=K,
+                concurrency=16, channels=args.channels,
+            )
+        )
+    )  # fmt: skip
+    anon = [large_catalog._rss_mb(server.pid)["RssAnon"]]
+    load.start()
+    time.sleep(args.warmup_s + 1.0)
+    before = large_catalog._rss_mb(server.pid)["RssAnon"]
+    linked_version(models_dir / model / "1", models_dir / model / "2", model_version=2)
+    written = time.perf_counter()
+    reloaded_s = None
+    with RetrievalClient(server.target, timeout_s=30.0) as client:
+        while load.is_alive():
+            anon.append(large_catalog._rss_mb(server.pid)["RssAnon"])
+            if reloaded_s is None and client.service_info().model_version == "2":
+                reloaded_s = time.perf_counter() - written
+            time.sleep(0.2)
+    return {
+        "reload_s": reloaded_s,
+        "anon_mb_before": before,
+        "anon_mb_peak": max(anon),
+        "anon_mb_after": large_catalog._rss_mb(server.pid)["RssAnon"],
+        "load": results,
+    }
 
 
 def served_recall(target: str, rows: list[dict[str, Any]], exact: np.ndarray) -> dict[str, Any]:
@@ -151,7 +192,13 @@ def served_recall(target: str, rows: list[dict[str, Any]], exact: np.ndarray) ->
 
 
 def serve(
-    models_dir: Path, model: str, rows: list[dict[str, Any]], exact: np.ndarray, args: argparse.Namespace
+    models_dir: Path,
+    model: str,
+    rows: list[dict[str, Any]],
+    exact: np.ndarray,
+    args: argparse.Namespace,
+    *,
+    reload: bool = False,
 ) -> dict[str, Any]:
     print(f"retrieval-serve {model}", flush=True)
     server = ServeCommand(models_dir, model, args.work_dir / f"serve-{model}.log")
@@ -169,6 +216,9 @@ def serve(
         }
         result["rss_bytes_after_load"] = server.rss()
         result["rss_mb_after_load"] = large_catalog._rss_mb(server.pid)
+        if reload:
+            result["hot_reload"] = hot_reload(server, models_dir, model, args)
+            print(f"    hot reload: {result['hot_reload']}", flush=True)
     finally:
         server.stop()
     return result
@@ -199,7 +249,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     del items, world
 
     floors = [frontdoor.floor(args.requests_file, args, "first")]
-    services = [serve(models_dir, model, rows, exact, args) for model in (name, plain_name)]
+    services = [
+        serve(models_dir, name, rows, exact, args, reload=True),
+        serve(models_dir, plain_name, rows, exact, args),
+    ]
     floors.append(frontdoor.floor(args.requests_file, args, "last"))
     report = {
         "command": command_line(),
@@ -212,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "duration_s": args.duration_s,
             "warmup_s": args.warmup_s,
             "recall_queries": args.recall_queries,
+            "reload_window_s": args.reload_window_s,
             "world": vars(args.world),
             "server_flags": "retrieval-serve defaults + --metrics-port",
         },
@@ -271,6 +325,21 @@ def markdown(report: dict[str, Any]) -> str:
         "the page cache as queries touch them.",
         "",
     ]
+    reloads = [(s["model"], s["hot_reload"]) for s in report["services"] if s.get("hot_reload")]
+    if reloads:
+        lines += [
+            "Hot reload: version 2 (the same files) appears while the load generator runs at concurrency 16.",
+            "",
+            markdown_table(
+                ["model", "new version after s", "anon MiB before", "peak", "after", "calls ok", "errors"],
+                [
+                    [m, r["reload_s"], r["anon_mb_before"], r["anon_mb_peak"], r["anon_mb_after"],
+                     r["load"]["completed_ok"], sum(r["load"]["errors"].values())]
+                    for m, r in reloads
+                ],
+            ),
+            "",
+        ]  # fmt: skip
     targets = [*zip(("floor (first)", "floor (last)"), report["floor"], strict=True)]
     targets += [(service["model"], service["phases"]) for service in report["services"]]
     rows = [
@@ -291,6 +360,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float, default=None)
     parser.add_argument("--warmup-s", type=float, default=None)
     parser.add_argument("--recall-queries", type=int, default=None)
+    parser.add_argument(
+        "--reload-window-s", type=float, default=None, help="the reload phase's extra load time (covers the load)"
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="bundles and logs (rebuilt each run)")
     parser.add_argument("--out-dir", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -301,6 +373,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration_s = args.duration_s or (2.0 if quick else 10.0)
     args.warmup_s = args.warmup_s or (0.5 if quick else 2.0)
     args.recall_queries = args.recall_queries or (50 if quick else 200)
+    args.reload_window_s = args.reload_window_s or (10.0 if quick else 50.0)
     args.work_dir = args.work_dir or Path(f"runs/bench-large-serving-{'quick' if quick else 'full'}")
     return args
 
