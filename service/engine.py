@@ -94,7 +94,7 @@ class Engine:
         self.query_device = query_device
         self._encoder = encoder
         self._item_ids = np.asarray(item_ids, dtype=object)
-        self._row_by_id = {item_id: row for row, item_id in enumerate(self._item_ids.tolist())}
+        self._row_by_id = dict(zip(self._item_ids.tolist(), range(len(self._item_ids)), strict=True))
         on_gpu = index_device.startswith("gpu")
         self._max_fetch = min(len(item_ids), GPU_MAX_K) if on_gpu else len(item_ids)
         # An approximate index whose spec asks for it is re-ranked exactly from the item embeddings.
@@ -104,7 +104,7 @@ class Engine:
         self._observer = observer or NullObserver()
         self._keep_alive = keep_alive
         self._display = {name: np.asarray(values, dtype=object) for name, values in (display or {}).items()}
-        self._wire = CandidateEncoder(self._item_ids.tolist())
+        self._wire = CandidateEncoder(self._item_ids)
         self._item_embeddings = item_embeddings
         self._cosine = manifest.similarity == "cosine"
         self.attributes = attributes or AttributeTable.empty(len(item_ids))

@@ -53,3 +53,14 @@ def test_varint_matches_the_protobuf_encoding() -> None:
         assert pb.Candidate(rank=value).SerializeToString() == b"\x18" + varint(value)
     assert varint(0) == b"\x00"  # protobuf omits a zero rank; written explicitly it parses the same
     assert pb.Candidate.FromString(b"\x18" + varint(0)) == pb.Candidate()
+
+
+def test_the_id_table_is_built_in_chunks_and_an_empty_catalog_encodes_nothing(monkeypatch) -> None:
+    ids = [f"item-{i}" * (1 + i % 20) for i in range(50)]  # ids from 6 to 160 bytes: 1- and 2-byte lengths
+    monkeypatch.setattr("service.wire._BUILD_CHUNK", 7)
+    rows = [np.arange(50)[::-1], np.array([3, 3])]
+    scores = [np.linspace(1, 0, 50, dtype=np.float32), np.ones(2, np.float32)]
+    for row, encoded in zip(rows, CandidateEncoder(np.array(ids, dtype=object)).encode(rows, scores), strict=True):
+        parsed = pb.RetrieveCandidatesResponse.FromString(encoded)
+        assert [c.item_id for c in parsed.candidates] == [ids[r] for r in row]
+    assert CandidateEncoder([]).encode([np.zeros(0, np.int64)], [np.zeros(0, np.float32)]) == [b""]
