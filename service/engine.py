@@ -20,6 +20,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import tensorflow as tf
 
 from model.bundle.contract import (
@@ -38,6 +39,7 @@ from service import tracing
 from service.attributes import AttributeTable
 from service.filter_planner import FilterPlanner, PlannerConfig
 from service.filtered_search import FilteredSearch
+from service.item_index import ItemIndex
 from service.observer import NullObserver, ServingObserver
 from service.query import Query
 from service.responses import encode_responses
@@ -58,7 +60,7 @@ class Engine:
         encoder: raw features by name ([B] or [B, n] strings, [B] float32) -> [B, d] float32 queries.
         index: FAISS index over the item embeddings (already on its device); id i is row i of `item_ids`. When
             the manifest's index spec has a k_factor, searches re-rank its candidates from `item_embeddings`.
-        item_ids: [N] external item ids.
+        item_ids: [N] external item ids (an `ItemIndex` is shared as is).
         index_device: "cpu" or "gpu:<n>".
         query_device: where the query tower runs, "cpu" or "gpu:<n>".
         observer: receives stage timings.
@@ -77,7 +79,7 @@ class Engine:
         manifest: Manifest,
         encoder: Encoder,
         index: faiss.Index,
-        item_ids: np.ndarray,
+        item_ids: np.ndarray | pa.Array | ItemIndex,
         index_device: str = "cpu",
         query_device: str = "cpu",
         observer: ServingObserver | None = None,
@@ -93,8 +95,7 @@ class Engine:
         self.index_device = index_device
         self.query_device = query_device
         self._encoder = encoder
-        self._item_ids = np.asarray(item_ids, dtype=object)
-        self._row_by_id = dict(zip(self._item_ids.tolist(), range(len(self._item_ids)), strict=True))
+        self._item_ids = item_ids if isinstance(item_ids, ItemIndex) else ItemIndex(item_ids)
         on_gpu = index_device.startswith("gpu")
         self._max_fetch = min(len(item_ids), GPU_MAX_K) if on_gpu else len(item_ids)
         # An approximate index whose spec asks for it is re-ranked exactly from the item embeddings.
@@ -104,7 +105,7 @@ class Engine:
         self._observer = observer or NullObserver()
         self._keep_alive = keep_alive
         self._display = {name: np.asarray(values, dtype=object) for name, values in (display or {}).items()}
-        self._wire = CandidateEncoder(self._item_ids)
+        self._wire = CandidateEncoder(self._item_ids.arrow)
         self._item_embeddings = item_embeddings
         self._cosine = manifest.similarity == "cosine"
         self.attributes = attributes or AttributeTable.empty(len(item_ids))
@@ -148,18 +149,19 @@ class Engine:
             BundleError: if a file cannot be loaded.
         """
         encoder = bundle.load_query_tower()
-        items = bundle.load_items()
+        items = bundle.load_items(ids=False)  # the ids as Arrow, not a Python str per item
+        item_ids = ItemIndex(bundle.load_item_id_column())
         place = place_index_sharded if shard_gpus else place_index
         index, device, resources = place(bundle.load_index(mmap=index_mmap), bundle.manifest.index, gpu_device)
         kinds = {a.name: a.kind for a in bundle.manifest.filterable_attributes}
         attributes = AttributeTable(
-            len(items.ids), {name: (kinds[name], array) for name, array in items.attributes.items()}
+            len(item_ids), {name: (kinds[name], array) for name, array in items.attributes.items()}
         )
         return cls(
             manifest=bundle.manifest,
             encoder=encoder,
             index=index,
-            item_ids=items.ids,
+            item_ids=item_ids,
             index_device=device,
             query_device=query_device(),
             observer=observer,
@@ -179,7 +181,7 @@ class Engine:
 
     def row_of(self, item_id: str) -> int | None:
         """The catalog row (FAISS id) of an external item id, or None when the catalog lacks it."""
-        return self._row_by_id.get(item_id)
+        return self._item_ids.row_of(item_id)
 
     @property
     def answers_similar_items(self) -> bool:
@@ -303,8 +305,7 @@ class Engine:
         return columns
 
     def _rows(self, item_ids: frozenset[str]) -> np.ndarray:
-        rows = [self._row_by_id[i] for i in item_ids if i in self._row_by_id]
-        return np.array(rows, dtype=np.int64)
+        return self._item_ids.rows_of(item_ids)
 
     def _results(
         self, queries: Sequence[Query], excluded: Sequence[np.ndarray], ids: np.ndarray, scores: np.ndarray

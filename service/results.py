@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,8 @@ class RetrievalResult:
         model_version: its version.
         display: per returned item, the display attributes its query selected (e.g. title); empty when it
             selected none.
-        catalog: [N] external item ids of the serving version, row i = FAISS id i (shared, not copied).
+        catalog: [N] external item ids of the serving version, row i = FAISS id i (shared, not copied): an array
+            or the engine's `ItemIndex`, indexed by an array of rows.
     """
 
     rows: np.ndarray
@@ -28,7 +30,7 @@ class RetrievalResult:
     model_name: str
     model_version: int
     display: tuple[dict[str, str], ...] = ()
-    catalog: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object), repr=False, compare=False)
+    catalog: Any = field(default_factory=lambda: np.empty(0, dtype=object), repr=False, compare=False)
 
     @property
     def item_ids(self) -> tuple[str, ...]:

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from service.item_index import arrow_ids, utf8_buffers
+
 _LENGTH_DELIMITED_1 = 0x0A  # field 1, wire type 2: Candidate.item_id, RetrieveCandidatesResponse.candidates
 _FLOAT_2 = 0x15  # field 2, wire type 5 (fixed32): Candidate.score
 _VARINT_3 = 0x18  # field 3, wire type 0: Candidate.rank
@@ -53,12 +55,11 @@ class CandidateEncoder:
         item_ids: [N] external item ids; row i is FAISS id i.
     """
 
-    def __init__(self, item_ids: Sequence[str] | np.ndarray) -> None:
+    def __init__(self, item_ids: Sequence[str] | np.ndarray | pa.Array) -> None:
         # Built in chunks with NumPy from Arrow's UTF-8 buffers: a Python bytes object per item would cost about
         # 12 s and 0.5 GB of transient memory at 10M items (docs/benchmarks/large_catalog_serving.md).
-        ids = pa.array(np.asarray(item_ids, dtype=object), type=pa.large_string())
-        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + len(ids) + 1]
-        data = np.frombuffer(ids.buffers()[2], dtype=np.uint8) if len(ids) else np.zeros(0, np.uint8)
+        ids = arrow_ids(item_ids)
+        offsets, data = utf8_buffers(ids)
         id_lengths = np.diff(offsets)
         if len(ids) and int(id_lengths.max()) + 8 >= 2 ** (7 * _MAX_VARINT_BYTES):
             raise ValueError(f"an item id is too long to encode ({int(id_lengths.max())} bytes)")

@@ -164,18 +164,33 @@ class Bundle:
             raise BundleError(f"{QUERY_TOWER_DIR}/: cannot load the SavedModel: {error}") from error
         return QueryEncoder(loaded, l2_normalize=self.manifest.similarity == "cosine")
 
-    def load_items(self) -> BundleItems:
-        """Reads items.parquet: ids, popularity and display columns, row i = FAISS id i."""
+    def load_item_id_column(self) -> pa.Array:
+        """items.parquet's item ids as one Arrow string array, row i = FAISS id i (no Python object per id)."""
+        try:
+            column = pq.read_table(self.path / ITEMS_FILE, columns=[ITEM_ID_COLUMN]).column(ITEM_ID_COLUMN)
+        except Exception as error:
+            raise BundleError(f"{ITEMS_FILE}: cannot read: {error}") from error
+        if len(column) != self.manifest.item_count:
+            raise BundleError(f"{ITEMS_FILE}: {len(column)} rows, manifest item_count {self.manifest.item_count}")
+        return column.combine_chunks()
+
+    def load_items(self, *, ids: bool = True) -> BundleItems:
+        """Reads items.parquet: ids, popularity and display columns, row i = FAISS id i.
+
+        Args:
+            ids: read the ids into `BundleItems.ids` (False: leave it empty; `load_item_id_column` reads them
+                as Arrow).
+        """
         try:
             table = pq.read_table(self.path / ITEMS_FILE)
         except Exception as error:
             raise BundleError(f"{ITEMS_FILE}: cannot read: {error}") from error
         if table.num_rows != self.manifest.item_count:
             raise BundleError(f"{ITEMS_FILE}: {table.num_rows} rows, manifest item_count {self.manifest.item_count}")
-        wanted = (ITEM_ID_COLUMN, POPULARITY_COLUMN, *self.manifest.display_columns)
+        wanted = (*((ITEM_ID_COLUMN,) if ids else ()), POPULARITY_COLUMN, *self.manifest.display_columns)
         columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in wanted}
         return BundleItems(
-            ids=columns[ITEM_ID_COLUMN].astype(object),
+            ids=columns[ITEM_ID_COLUMN].astype(object) if ids else np.empty(0, dtype=object),
             popularity=columns[POPULARITY_COLUMN].astype(np.int64),
             display={name: columns[name] for name in self.manifest.display_columns},
             attributes={a.name: table.column(a.name).combine_chunks() for a in self.manifest.filterable_attributes},
