@@ -40,6 +40,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--validation-cutoff", type=float, default=0.0, help="first validation time (--split time)")
     parser.add_argument("--test-cutoff", type=float, default=0.0, help="first test time (--split time)")
     parser.add_argument(
+        "--refit-on-validation",
+        action="store_true",
+        help="validation events join the training examples (for a run with data.refit_on_validation)",
+    )
+    parser.add_argument(
         "--items", default="", help="item side table (Parquet file, directory or glob): its ids join the catalog"
     )
     parser.add_argument("--item-key", default="", help="id column of --items (default: --item-col)")
@@ -63,7 +68,7 @@ def prepare(args: argparse.Namespace) -> int:
     from model.data.parquet_files import resolve_parquet_files
 
     try:
-        split = SplitRule(args.split, args.validation_cutoff, args.test_cutoff)
+        split = SplitRule(args.split, args.validation_cutoff, args.test_cutoff, refit=args.refit_on_validation)
     except ValueError as error:
         raise UsageError(f"--validation-cutoff/--test-cutoff: {error}") from error
     files = resolve_parquet_files(args.interactions, field="--interactions")

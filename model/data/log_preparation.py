@@ -63,12 +63,19 @@ class LogColumns:
 
 @dataclass(frozen=True)
 class SplitRule:
-    """How events are held out (see `model.data.split` for the in-memory equivalents)."""
+    """How events are held out (see `model.data.split` for the in-memory equivalents).
+
+    `refit`: the validation events join the training examples and the validation part is empty, as
+    `data.refit_on_validation` does in memory (`refit_split`). It is decided here, before the vocabularies and
+    item counts, so that they count those events as training events, exactly as the in-memory refit does;
+    the prepared log records it (prepared.json "split"), and a run asking for a refit checks it.
+    """
 
     kind: Literal["leave-last-out", "time"] = "leave-last-out"
     validation_cutoff: float = 0.0
     test_cutoff: float = 0.0
     min_interactions: int = 3
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if self.kind == "time" and not self.validation_cutoff < self.test_cutoff:
@@ -160,11 +167,22 @@ def _define_log(
 
 
 def _define_split(con: duckdb.DuckDBPyConnection, rule: SplitRule) -> None:
-    """Creates the view `labelled` = log + `part` ('train', 'validation' or 'test')."""
+    """Creates the view `labelled` = log + `part` ('train', 'validation' or 'test'; no 'validation' with a refit)."""
+    _define_parts(con, rule)
+    held_part = "'train'" if rule.refit else "'validation'"
+    _run(
+        con,
+        f"CREATE VIEW labelled AS SELECT * REPLACE (CASE WHEN part = 'validation' THEN {held_part} ELSE part END "
+        "AS part) FROM parts",
+    )
+
+
+def _define_parts(con: duckdb.DuckDBPyConnection, rule: SplitRule) -> None:
+    """Creates the view `parts` = log + the part the rule gives each event."""
     if rule.kind == "time":
         _run(
             con,
-            f"""CREATE VIEW labelled AS SELECT *, CASE WHEN t < {float(rule.validation_cutoff)!r} THEN 'train'
+            f"""CREATE VIEW parts AS SELECT *, CASE WHEN t < {float(rule.validation_cutoff)!r} THEN 'train'
                 WHEN t < {float(rule.test_cutoff)!r} THEN 'validation' ELSE 'test' END AS part FROM log""",
         )
         return
@@ -181,8 +199,7 @@ def _define_split(con: duckdb.DuckDBPyConnection, rule: SplitRule) -> None:
     )
     _run(
         con,
-        "CREATE VIEW labelled AS SELECT log.*, coalesce(held.part, 'train') AS part "
-        "FROM log LEFT JOIN held USING (f, r)",
+        "CREATE VIEW parts AS SELECT log.*, coalesce(held.part, 'train') AS part FROM log LEFT JOIN held USING (f, r)",
     )
 
 

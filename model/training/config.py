@@ -52,7 +52,9 @@ class DataConfig:
         refit_on_validation: move the validation interactions into training and train exactly
             `train.epochs` epochs with no validation, early stopping or best-epoch selection (the last epoch
             is kept); test queries, histories and exclusions are unchanged. For refitting a configuration
-            whose hyperparameters and epoch count were chosen on validation by an earlier run.
+            whose hyperparameters and epoch count were chosen on validation by an earlier run. With a
+            prepared log (data.prepared / data.streaming) the refit is made at preparation
+            (`retrieval-prepare --refit-on-validation`); a prepared log made the other way is refused.
     """
 
     source: Literal["movielens-100k", "synthetic", "files"] = "movielens-100k"

@@ -232,8 +232,6 @@ def _streaming_data(config: RunConfig) -> tuple[PreparedData, dict[str, int], Fe
         raise ValueError(
             "data.streaming trains the two-tower model; model.tower = 'sequential' reads the log in memory"
         )
-    if config.data.refit_on_validation:
-        raise ValueError("data.refit_on_validation is not available with data.streaming (prepare a log without it)")
     users, items = load_side_tables(config.data)
     distributed = config.train.strategy == "multi-worker"
     prepared = open_prepared(config.data, Path(config.output_dir), distributed=distributed)

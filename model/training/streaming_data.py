@@ -39,7 +39,7 @@ def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool) ->
     A run that prepares its own log reuses <output_dir>/prepared when it exists (a resumed run).
     """
     if config.prepared:
-        return PreparedLog.open(config.prepared, field="data.prepared")
+        return _checked_refit(PreparedLog.open(config.prepared, field="data.prepared"), config)
     if config.source != "files" or not config.interactions:
         raise ValueError("data.streaming needs data.source = 'files' and data.interactions (Parquet), or data.prepared")
     if distributed:
@@ -50,7 +50,7 @@ def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool) ->
     target = output_dir / PREPARED_DIR
     if target.exists():
         logger.info("reusing the prepared log %s", target)
-        return PreparedLog.open(target, field="data.streaming")
+        return _checked_refit(PreparedLog.open(target, field="data.streaming"), config)
     from model.data.log_preparation import LogColumns, SplitRule, prepare_log  # DuckDB: only when preparing
 
     files = resolve_parquet_files(config.interactions, field="data.interactions")
@@ -61,11 +61,23 @@ def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool) ->
         files,
         target,
         columns=LogColumns(config.user_col, config.item_col, config.time_col, config.weight_col),
-        split=SplitRule(config.split, config.validation_cutoff, config.test_cutoff),
+        split=SplitRule(config.split, config.validation_cutoff, config.test_cutoff, refit=config.refit_on_validation),
         item_table=item_table,
         shards=config.shards,
         memory_limit=config.duckdb_memory_limit,
     )
+
+
+def _checked_refit(prepared: PreparedLog, config: DataConfig) -> PreparedLog:
+    """`prepared`, when its split agrees with data.refit_on_validation (a refit is decided at preparation)."""
+    refit = bool(prepared.manifest["split"].get("refit", False))
+    if refit != config.refit_on_validation:
+        raise ValueError(
+            f"data.refit_on_validation is {config.refit_on_validation} but the prepared log {prepared.directory} "
+            f"was prepared with refit={refit}; prepare it again "
+            f"({'with' if config.refit_on_validation else 'without'} retrieval-prepare --refit-on-validation)"
+        )
+    return prepared
 
 
 def _examples(held: HeldOut, use_weights: bool) -> Examples:

@@ -17,6 +17,7 @@ from model.data import DataError, InteractionLog, global_time_split, leave_last_
 from model.data.log_preparation import LogColumns, SplitRule, prepare_log
 from model.data.parquet_files import resolve_parquet_files
 from model.data.prepared_log import PreparedLog
+from model.training.job import refit_split
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,16 @@ def _train(prepared: PreparedLog) -> pa.Table:
     return pa.concat_tables([pq.read_table(f) for f in prepared.train_examples().files])
 
 
-@pytest.mark.parametrize("rule", [SplitRule(), SplitRule("time", validation_cutoff=30.0, test_cutoff=36.0)])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        SplitRule(),
+        SplitRule("time", validation_cutoff=30.0, test_cutoff=36.0),
+        SplitRule(refit=True),
+        SplitRule("time", validation_cutoff=30.0, test_cutoff=36.0, refit=True),
+    ],
+    ids=["leave-last-out", "time", "leave-last-out-refit", "time-refit"],
+)
 def test_prepared_split_vocabularies_and_frequencies_match_the_in_memory_path(tmp_path: Path, rule: SplitRule) -> None:
     log = _write_log(tmp_path / "log")
     files = resolve_parquet_files(tmp_path / "log", field="data.interactions")
@@ -57,6 +67,9 @@ def test_prepared_split_vocabularies_and_frequencies_match_the_in_memory_path(tm
         split = global_time_split(log, validation_cutoff=30.0, test_cutoff=36.0)
     else:
         split = leave_last_out(log)
+    if rule.refit:  # validation events train, as in memory
+        split = refit_split(split)
+        assert prepared.manifest["split"]["refit"] is True
     expected = {part: sorted(zip(log.user_ids[rows], log.item_ids[rows], strict=True)) for part, rows in
                 (("train", split.train), ("validation", split.validation), ("test", split.test))}  # fmt: skip
     for part in ("validation", "test"):

@@ -17,7 +17,7 @@ def test_field_docs_come_from_the_attributes_section() -> None:
     docs = field_docs(DataConfig)
     assert docs["split"] == '"leave-last-out" or "time".'
     assert docs["refit_on_validation"].startswith("move the validation interactions into training and train exactly")
-    assert docs["refit_on_validation"].endswith("chosen on validation by an earlier run.")  # continuation joined
+    assert docs["refit_on_validation"].endswith("a prepared log made the other way is refused.")  # continuation joined
     assert set(docs) == set(DataConfig.__dataclass_fields__)
 
 

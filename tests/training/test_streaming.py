@@ -3,6 +3,7 @@ that matches the in-memory run on the same log."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -119,3 +120,42 @@ def test_streaming_run_matches_the_in_memory_run_on_the_same_log(tmp_path: Path)
     popularity = m["test"]["popularity"]["excluding_train"]["recall@10"]
     assert recall[1] >= 2 * popularity
     assert recall[1] == pytest.approx(recall[0], abs=0.04)
+
+
+def _refit_config(tmp_path: Path, name: str, models: bool = False, **data: object) -> object:
+    config = _config(tmp_path, name, refit_on_validation=True, **data)
+    return dataclasses.replace(
+        config,  # type: ignore[type-var]
+        train=dataclasses.replace(config.train, epochs=1),  # type: ignore[attr-defined]
+        export=dataclasses.replace(
+            config.export,  # type: ignore[attr-defined]
+            enabled=models,
+            models_dir=str(tmp_path / "models"),
+            name=name,
+        ),
+    )
+
+
+@pytest.mark.slow
+def test_a_refit_streams_train_plus_validation_like_the_in_memory_refit(tmp_path: Path) -> None:
+    write_synthetic_parquet(tmp_path, config=SyntheticConfig(num_users=300, num_items=400))
+    memory = run(_refit_config(tmp_path, "memory"))  # type: ignore[arg-type]
+    streaming = run(_refit_config(tmp_path, "streaming", models=True, streaming=True, shards=2))  # type: ignore[arg-type]
+    prepared = json.loads((tmp_path / "streaming" / "prepared" / "prepared.json").read_text())
+    assert prepared["split"]["refit"] is True and prepared["counts"]["validation"] == 0
+    m, s = (json.loads((r.run_dir / "metrics.json").read_text()) for r in (memory, streaming))
+    counts = ("train", "validation", "test", "users", "items")
+    assert {k: s["data"][k] for k in counts} == {k: m["data"][k] for k in counts}
+    assert s["data"]["validation"] == 0 and len(streaming.data.train) == m["data"]["train"]
+    np.testing.assert_array_equal(streaming.data.catalog.popularity, memory.data.catalog.popularity)
+    assert s["bundle"] and (Path(s["bundle"]) / "manifest.json").exists()
+
+
+def test_a_refit_refuses_a_prepared_log_made_without_it(tmp_path: Path) -> None:
+    write_synthetic_parquet(tmp_path, config=SyntheticConfig(num_users=100, num_items=200))
+    files = resolve_parquet_files(str(tmp_path / "log"), field="data.interactions")
+    prepare_log(files, tmp_path / "prepared", shards=2)
+    config = _refit_config(tmp_path, "refit", prepared=str(tmp_path / "prepared"))
+    with pytest.raises(ValueError, match=r"data\.refit_on_validation is True but the prepared log .* refit=False"):
+        run(config)  # type: ignore[arg-type]
+    assert not (tmp_path / "refit").exists()
