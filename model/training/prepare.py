@@ -202,11 +202,6 @@ def prepare(
         )
 
     train, validation, test = examples(split.train), examples(split.validation), examples(split.test)
-    seen_before_test = Examples(
-        np.concatenate([train.users, validation.users]),
-        np.concatenate([train.items, validation.items]),
-        np.concatenate([train.weights, validation.weights]),
-    )
     logger.info(
         "prepared data users=%d items=%d train=%d validation=%d test=%d",
         len(user_ids),
@@ -215,6 +210,44 @@ def prepare(
         len(validation),
         len(test),
     )
+    return assemble(
+        query_spec=query_spec,
+        item_spec=item_spec,
+        catalog=catalog,
+        user_ids=user_ids,
+        user_values=user_values,
+        train=train,
+        validation=validation,
+        test=test,
+        seen_before_validation=train,
+        seen_before_test=joined(train, validation),
+    )
+
+
+def joined(first: Examples, second: Examples) -> Examples:
+    """The examples of `first` followed by those of `second`."""
+    return Examples(
+        np.concatenate([first.users, second.users]),
+        np.concatenate([first.items, second.items]),
+        np.concatenate([first.weights, second.weights]),
+    )
+
+
+def assemble(
+    *,
+    query_spec: TowerSpec,
+    item_spec: TowerSpec,
+    catalog: ItemCatalog,
+    user_ids: np.ndarray,
+    user_values: dict[str, np.ndarray],
+    train: Examples | ShardedExamples,
+    validation: Examples,
+    test: Examples,
+    seen_before_validation: Examples,
+    seen_before_test: Examples,
+) -> PreparedData:
+    """PreparedData of the in-memory and the streaming paths: the user features (ids first) and each held-out
+    part's exclusions from what its users were seen with before it."""
     return PreparedData(
         query_spec=query_spec,
         item_spec=item_spec,
@@ -224,6 +257,6 @@ def prepare(
         train=train,
         validation=validation,
         test=test,
-        validation_exclusions=_exclusions(train, validation, len(user_ids)),
+        validation_exclusions=_exclusions(seen_before_validation, validation, len(user_ids)),
         test_exclusions=_exclusions(seen_before_test, test, len(user_ids)),
     )

@@ -21,7 +21,15 @@ from model.data.parquet_files import resolve_parquet_files
 from model.data.prepared_log import HeldOut, PreparedLog
 from model.features import CategoricalFeature
 from model.training.config import DataConfig
-from model.training.prepare import Examples, PreparedData, TowerShape, _exclusions, _spec, _table_features
+from model.training.prepare import (
+    Examples,
+    PreparedData,
+    TowerShape,
+    _spec,
+    _table_features,
+    assemble,
+    joined,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +135,8 @@ def prepare_streaming(
     # Histories of the sampled query users only: one scan of the train shards, one of validation.
     seen_users, seen_items = prepared.histories(np.concatenate([validation.users, test.users]), ("train",))
     val_users, val_items = prepared.histories(test.users, ("validation",))
-    ones = np.ones(len(seen_users), np.float32)
-    train_seen = Examples(seen_users, seen_items, ones)
-    before_test = Examples(
-        np.concatenate([seen_users, val_users]),
-        np.concatenate([seen_items, val_items]),
-        np.ones(len(seen_users) + len(val_users), np.float32),
-    )
+    train_seen = Examples(seen_users, seen_items, np.ones(len(seen_users), np.float32))
+    validation_seen = Examples(val_users, val_items, np.ones(len(val_users), np.float32))
     train = prepared.train_examples(use_weights=use_weights)
     logger.info(
         "prepared log %s: users=%d items=%d train=%d (%d shards) validation=%d test=%d queries",
@@ -145,15 +148,15 @@ def prepare_streaming(
         len(validation),
         len(test),
     )
-    return PreparedData(
+    return assemble(
         query_spec=query_spec,
         item_spec=item_spec,
         catalog=catalog,
         user_ids=user_ids,
-        user_features={USER_ID_FEATURE: user_ids.astype(str), **user_values},
+        user_values=user_values,
         train=train,
         validation=validation,
         test=test,
-        validation_exclusions=_exclusions(train_seen, validation, len(user_ids)),
-        test_exclusions=_exclusions(before_test, test, len(user_ids)),
+        seen_before_validation=train_seen,
+        seen_before_test=joined(train_seen, validation_seen),
     )
