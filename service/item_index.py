@@ -70,16 +70,23 @@ class ItemIndex:
 
     Args:
         ids: [N] item ids (unique; a bundle's items.parquet guarantees it).
+        dict_max_items: keep a dict instead of the hash index up to this many items (default `DICT_MAX_ITEMS`).
     """
 
-    def __init__(self, ids: Sequence[str] | np.ndarray | pa.Array | pa.ChunkedArray) -> None:
+    def __init__(
+        self, ids: Sequence[str] | np.ndarray | pa.Array | pa.ChunkedArray, *, dict_max_items: int | None = None
+    ) -> None:
         self.arrow = arrow_ids(ids)
-        offsets, data = utf8_buffers(self.arrow)
-        hashes = fnv1a(offsets, data)
+        limit = DICT_MAX_ITEMS if dict_max_items is None else dict_max_items
+        self._rows: dict[str, int] | None = None
+        if len(self.arrow) <= limit:  # the dict answers every lookup: no hash index
+            self._rows = dict(zip(self.arrow.to_pylist(), range(len(self.arrow)), strict=True))
+            self._order: np.ndarray = np.zeros(0, np.int64)
+            self._sorted: np.ndarray = np.zeros(0, np.uint64)
+            return
+        hashes = fnv1a(*utf8_buffers(self.arrow))
         self._order = np.argsort(hashes, kind="stable")
         self._sorted = hashes[self._order]
-        small = len(self.arrow) <= DICT_MAX_ITEMS
-        self._rows = dict(zip(self.arrow.to_pylist(), range(len(self.arrow)), strict=True)) if small else None
 
     def __len__(self) -> int:
         return len(self.arrow)

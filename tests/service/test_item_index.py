@@ -19,9 +19,7 @@ from service.item_index import ItemIndex, fnv1a, fnv1a_one, utf8_buffers
 )
 def test_lookups_agree_with_a_dict(ids: list[str], probes: list[str], hashed: bool) -> None:
     """Both lookups: the dict of small catalogs and the hash search of large ones."""
-    index = ItemIndex(ids)
-    if hashed:
-        index._rows = None
+    index = ItemIndex(ids, dict_max_items=-1 if hashed else None)
     reference = {item_id: row for row, item_id in enumerate(ids)}
     assert len(index) == len(ids)
     for item_id in [*ids, *probes]:
