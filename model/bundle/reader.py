@@ -181,19 +181,20 @@ class Bundle:
             ids: read the ids into `BundleItems.ids` (False: leave it empty; `load_item_id_column` reads them
                 as Arrow).
         """
-        try:
-            table = pq.read_table(self.path / ITEMS_FILE)
+        wanted = (*((ITEM_ID_COLUMN,) if ids else ()), POPULARITY_COLUMN, *self.manifest.display_columns)
+        attributes = [a.name for a in self.manifest.filterable_attributes]
+        try:  # only the columns asked for: without `ids` the id column is not read
+            table = pq.read_table(self.path / ITEMS_FILE, columns=[*wanted, *attributes])
         except Exception as error:
             raise BundleError(f"{ITEMS_FILE}: cannot read: {error}") from error
         if table.num_rows != self.manifest.item_count:
             raise BundleError(f"{ITEMS_FILE}: {table.num_rows} rows, manifest item_count {self.manifest.item_count}")
-        wanted = (*((ITEM_ID_COLUMN,) if ids else ()), POPULARITY_COLUMN, *self.manifest.display_columns)
         columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in wanted}
         return BundleItems(
             ids=columns[ITEM_ID_COLUMN].astype(object) if ids else np.empty(0, dtype=object),
             popularity=columns[POPULARITY_COLUMN].astype(np.int64),
             display={name: columns[name] for name in self.manifest.display_columns},
-            attributes={a.name: table.column(a.name).combine_chunks() for a in self.manifest.filterable_attributes},
+            attributes={name: table.column(name).combine_chunks() for name in attributes},
         )
 
     def load_item_embeddings(self, *, mmap: bool = False) -> np.ndarray:
