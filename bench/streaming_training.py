@@ -13,7 +13,12 @@ Peak RSS is the process's own maximum resident set (`os.wait4`); examples/s is t
 `metrics.json` records it (validation excluded). Targets: training peak RSS grows < 20 % from the smallest
 to the largest log; streaming examples/s >= 0.9 x the in-memory path at the smallest.
 
-    python -m bench.streaming_training [--quick | --tiny]
+With `--tower sequential`, the same logs train the sequential tower (a transformer over each user's latest
+`SEQUENCE_LENGTH` items, masked-item objective): `retrieval-prepare --sequences` also writes the time-ordered
+sequence shards, a batch is `batch` windows, and examples/s counts the windows' item positions. Outputs are
+named streaming_training_sequential.*.
+
+    python -m bench.streaming_training [--quick | --tiny] [--tower sequential]
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Validation and test queries sampled per run: enough to show the model learns; the exact full-catalog ranking
 # with random tie-breaking costs minutes per 1000 queries at 1M items on 2 cores, and is not what is measured.
 EVAL_QUERIES = 100
+SEQUENCE_LENGTH = 20
+TOWER_FLAGS = {
+    "two-tower": [],
+    "sequential": ["--model.tower", "sequential", "--sequence.max_length", str(SEQUENCE_LENGTH),
+                   "--sequence.num_layers", "1"],
+}  # fmt: skip
 
 
 def write_log(directory: Path, interactions: int, items: int, users: int, file_rows: int, seed: int = 0) -> int:
@@ -100,9 +111,9 @@ def measured(cmd: list[str], cwd: Path) -> dict[str, Any]:
     return result
 
 
-def train(cwd: Path, data_flags: list[str], mode: dict[str, Any], run: str) -> dict[str, Any]:
+def train(cwd: Path, data_flags: list[str], mode: dict[str, Any], run: str, tower: str) -> dict[str, Any]:
     cmd = [
-        sys.executable, "-m", "model.cli", "--data.source", "files", *data_flags,
+        sys.executable, "-m", "model.cli", "--data.source", "files", *data_flags, *TOWER_FLAGS[tower],
         "--data.eval_queries", str(EVAL_QUERIES), "--train.epochs", "1",
         "--train.steps_per_epoch", str(mode["steps"]), "--train.batch_size", str(mode["batch"]),
         "--train.patience", "0", "--train.verbose", "0", "--export.enabled", "false", "--output_dir", run,
@@ -128,7 +139,9 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
-def measure_size(work: Path, interactions: int, mode: dict[str, Any], in_memory: bool, repeats: int) -> dict[str, Any]:
+def measure_size(
+    work: Path, interactions: int, mode: dict[str, Any], in_memory: bool, repeats: int, tower: str
+) -> dict[str, Any]:
     """Writes, prepares and trains one size; with `in_memory`, both paths `repeats` times, alternating (A/B), so
     that other load on the machine slows both alike; the best examples/s of each path is kept."""
     root = work / f"n{interactions}"
@@ -136,14 +149,15 @@ def measure_size(work: Path, interactions: int, mode: dict[str, Any], in_memory:
     files = write_log(root / "log", interactions, mode["items"], mode["users"], mode["file_rows"])
     row: dict[str, Any] = {"interactions": interactions, "files": files, "write_seconds": time.perf_counter() - started}
     prepare_cmd = [sys.executable, "-m", "model.prepare_cli", "--interactions", "log", "--output", "prepared",
-                   "--shards", "8", "--memory-limit", "1GB"]  # fmt: skip
+                   "--shards", "8", "--memory-limit", "1GB",
+                   *(["--sequences"] if tower == "sequential" else [])]  # fmt: skip
     row["prepare"] = measured(prepare_cmd, root)
     streaming: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []
     for repeat in range(repeats if in_memory else 1):
-        streaming.append(train(root, ["--data.prepared", "prepared"], mode, f"run-streaming-{repeat}"))
+        streaming.append(train(root, ["--data.prepared", "prepared"], mode, f"run-streaming-{repeat}", tower))
         if in_memory:
-            memory.append(train(root, ["--data.interactions", "log"], mode, f"run-memory-{repeat}"))
+            memory.append(train(root, ["--data.interactions", "log"], mode, f"run-memory-{repeat}", tower))
     row["streaming"] = _best(streaming)
     if in_memory:
         row["in_memory"] = _best(memory)
@@ -159,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out-dir", type=Path, default=OUT)
     parser.add_argument("--work-dir", type=Path, default=None, help="scratch space (default: a temporary dir)")
     parser.add_argument("--repeats", type=int, default=2, help="A/B repeats of both paths at the smallest size")
+    parser.add_argument("--tower", choices=sorted(TOWER_FLAGS), default="two-tower", help="the model trained")
     args = parser.parse_args(argv)
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
     mode = MODES[size]
@@ -166,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="streaming-bench-", dir=args.work_dir))
     try:
-        rows = [measure_size(work, n, mode, i == 0, args.repeats) for i, n in enumerate(mode["sizes"])]
+        rows = [measure_size(work, n, mode, i == 0, args.repeats, args.tower) for i, n in enumerate(mode["sizes"])]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     first, last = rows[0], rows[-1]
@@ -176,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": command_line(),
         "machine": info,
         "mode": size,
+        "tower": args.tower,
         "config": {**{k: v for k, v in mode.items() if k != "sizes"}, "repeats": args.repeats},
         "results": rows,
         "wall_seconds": time.perf_counter() - started,
@@ -189,10 +205,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "streaming_over_in_memory_examples_per_second": ratio,
             "streaming_over_in_memory_ok": ratio >= 0.9,
         }
-    write_json(args.out_dir / "streaming_training.json", report)
-    (args.out_dir / "streaming_training.md").write_text(markdown(report))
+    name = "streaming_training" if args.tower == "two-tower" else "streaming_training_sequential"
+    write_json(args.out_dir / f"{name}.json", report)
+    (args.out_dir / f"{name}.md").write_text(markdown(report))
     if ok:
-        plot(report, args.out_dir / "streaming_training.png")
+        plot(report, args.out_dir / f"{name}.png")
     return report
 
 
@@ -215,6 +232,12 @@ def markdown(report: dict[str, Any]) -> str:
         "validation/test queries, no export. Peak RSS: each process's own maximum resident set, the final "
         "full-catalog test included. examples/s: the epoch's, validation excluded."
     )
+    if report.get("tower") == "sequential":
+        note += (
+            f" Model: the sequential tower (a one-layer transformer over the latest {SEQUENCE_LENGTH} items, "
+            "masked-item objective); a batch is that many windows, and examples/s counts the windows' item "
+            "positions. The log is prepared with --sequences (time-ordered sequence shards)."
+        )
     rows = []
     for r in report["results"]:
         prep = r["prepare"]
@@ -225,7 +248,10 @@ def markdown(report: dict[str, Any]) -> str:
     header = ["interactions", "path", "train peak RSS MiB", "examples/s (best)", "examples/s (each run)",
               "train examples in the log",
               "prepare peak RSS MiB", "prepare wall s"]  # fmt: skip
-    text = header_markdown("Streaming training: cost growth with the log", report["machine"], report["command"], note)
+    title = "Streaming training: cost growth with the log"
+    if report.get("tower") == "sequential":
+        title += " (sequential tower)"
+    text = header_markdown(title, report["machine"], report["command"], note)
     text += "\n" + markdown_table(header, rows) + "\n"
     targets = report.get("targets")
     if targets:
@@ -255,7 +281,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         axis.set_ylim(bottom=0)
         axis.legend()
         axis.grid(alpha=0.3)
-    fig.suptitle("Streaming training from sharded Parquet")
+    tower = " (sequential tower)" if report.get("tower") == "sequential" else ""
+    fig.suptitle(f"Streaming training from sharded Parquet{tower}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

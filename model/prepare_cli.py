@@ -4,6 +4,7 @@ trains from the result.
 
 examples:
   retrieval-prepare --interactions 'logs/*.parquet' --output prepared/ --shards 16
+  retrieval-prepare --interactions logs/ --output prepared-seq/ --sequences   # for the sequential tower
   retrieval-prepare --interactions logs/ --split time --validation-cutoff 1.7e9 --test-cutoff 1.71e9 \\
       --output prepared/ --memory-limit 4GB
 """
@@ -51,6 +52,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--shards", type=int, default=8, help="training example files; a multiple of the training workers"
     )
+    parser.add_argument(
+        "--sequences",
+        action="store_true",
+        help="also write time-ordered per-user sequences (needed to train model.tower = sequential)",
+    )
     parser.add_argument("--memory-limit", default="1GB", help="DuckDB's memory limit; it spills beyond it")
     parser.add_argument("--threads", type=int, default=0, help="DuckDB threads (0 = all cores)")
     return parser.parse_args(argv)
@@ -82,6 +88,7 @@ def prepare(args: argparse.Namespace) -> int:
         split=split,
         item_table=item_table,
         shards=args.shards,
+        sequences=args.sequences,
         memory_limit=args.memory_limit,
         threads=args.threads,
         field="--interactions",

@@ -15,6 +15,9 @@ of record batches and stays with pyarrow (`model.training.streaming`).
 - examples: the log joined with both vocabularies, streamed out in record batches and dealt round-robin to
   `shards` Parquet files (sizes differ by at most one row), so that workers reading disjoint files see
   equal shares.
+- sequences (optional): the training and validation events ordered by user, time and file order (DuckDB's
+  external sort, which spills beyond its memory limit), streamed out and dealt to `shards` files by user id,
+  so that each user's history is contiguous and in time order inside one file.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from model.data.prepared_log import (
     HELD_OUT_FILES,
     ITEMS_FILE,
     MANIFEST,
+    SEQUENCE_DIR,
+    SEQUENCE_SCHEMA,
     TRAIN_DIR,
     USERS_FILE,
     PreparedLog,
@@ -260,6 +265,34 @@ def _write_train_shards(con: duckdb.DuckDBPyConnection, out: Path, shards: int) 
     return [{"path": name, "rows": count} for name, count in zip(names, rows, strict=True)]
 
 
+_SEQUENCE_EVENTS = """SELECT users.id AS "user", items.id AS item, part = 'validation' AS validation
+    FROM labelled JOIN users USING (user_id) JOIN items USING (item_id) WHERE part <> 'test'
+    ORDER BY "user", t, f, r"""
+
+
+def _write_sequence_shards(con: duckdb.DuckDBPyConnection, out: Path, shards: int) -> list[dict[str, Any]]:
+    """Streams the training and validation events, sorted by user and time, into `shards` files by user id."""
+    (out / SEQUENCE_DIR).mkdir()
+    names = [f"{SEQUENCE_DIR}/part-{k:05d}.parquet" for k in range(shards)]
+    writers = [pq.ParquetWriter(out / name, SEQUENCE_SCHEMA) for name in names]
+    rows = [0] * shards
+    try:
+        for batch in con.sql(_SEQUENCE_EVENTS).to_arrow_reader(STREAM_BATCH_ROWS):
+            batch = pa.RecordBatch.from_arrays(
+                [batch.column(i).cast(SEQUENCE_SCHEMA.field(i).type) for i in range(3)], schema=SEQUENCE_SCHEMA
+            )
+            shard = batch.column(0).to_numpy() % shards
+            for k in range(shards):
+                take = np.flatnonzero(shard == k)
+                if take.size:
+                    writers[k].write_batch(batch.take(pa.array(take)))
+                    rows[k] += int(take.size)
+    finally:
+        for writer in writers:
+            writer.close()
+    return [{"path": name, "rows": count} for name, count in zip(names, rows, strict=True)]
+
+
 def prepare_log(
     files: Sequence[Path],
     output: str | Path,
@@ -268,6 +301,7 @@ def prepare_log(
     split: SplitRule = SplitRule(),
     item_table: tuple[Sequence[Path], str] | None = None,
     shards: int = 8,
+    sequences: bool = False,
     memory_limit: str = "1GB",
     threads: int = 0,
     field: str = "data.interactions",
@@ -281,7 +315,9 @@ def prepare_log(
         split: leave-last-out or a time split.
         item_table: Parquet files and key column of the item side table: its ids join the item vocabulary
             (retrievable, never trained on) as in the in-memory path.
-        shards: number of training example files (a multiple of the number of training workers).
+        shards: number of training example files (a multiple of the number of training workers), and of
+            sequence files.
+        sequences: also write the time-ordered sequence shards the sequential tower trains from.
         memory_limit: DuckDB's memory limit; beyond it, DuckDB spills to a temporary directory.
         threads: DuckDB threads (0 = all cores).
         field: the config field or flag that named `files`, for messages.
@@ -302,6 +338,7 @@ def prepare_log(
             _define_split(con, split)
             counts.update(_write_vocabularies(con, staging, item_table))
             train_shards = _write_train_shards(con, staging, shards)
+            sequence_shards = _write_sequence_shards(con, staging, shards) if sequences else []
             for part, name in HELD_OUT_FILES.items():
                 _run(
                     con,
@@ -320,6 +357,7 @@ def prepare_log(
             "counts": {"interactions": counts["interactions"], "users": counts["users"], "items": counts["items"],
                        "train": counts["train"], "validation": counts["validation"], "test": counts["test"]},
             "train_shards": train_shards,
+            **({"sequence_shards": sequence_shards} if sequences else {}),
         }  # fmt: skip
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         os.replace(staging, output)

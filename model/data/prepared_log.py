@@ -9,6 +9,10 @@ with memory bounded by the vocabularies and the batch size. Layout of the direct
     train/part-NNNNN.parquet   user (int64), item (int64), weight (float32): the training examples, dealt
                          round-robin over the shards, so that shard sizes differ by at most one row
     validation.parquet, test.parquet   the same columns, held-out examples
+    sequences/part-NNNNN.parquet   (optional; `retrieval-prepare --sequences`) user (int64), item (int64),
+                         validation (bool): every training and validation event, user u's in shard
+                         u % len(shards), each shard sorted by user, then time, then file order: the time-ordered
+                         histories the sequential tower cuts its windows from (the example shards carry no time)
 
 Any engine (Spark, Ray Data, BigQuery) that writes these files with a `prepared.json` can feed the trainer.
 """
@@ -33,7 +37,9 @@ USERS_FILE = "users.parquet"
 ITEMS_FILE = "items.parquet"
 TRAIN_DIR = "train"
 HELD_OUT_FILES = {"validation": "validation.parquet", "test": "test.parquet"}
+SEQUENCE_DIR = "sequences"
 EXAMPLE_SCHEMA = pa.schema([("user", pa.int64()), ("item", pa.int64()), ("weight", pa.float32())])
+SEQUENCE_SCHEMA = pa.schema([("user", pa.int64()), ("item", pa.int64()), ("validation", pa.bool_())])
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,8 @@ class PreparedLog:
             raise DataError(f"{field}: {path}: not JSON: {error}") from error
         if manifest.get("format") != FORMAT_VERSION:
             raise DataError(f"{field}: {path}: format {manifest.get('format')!r}, this version reads {FORMAT_VERSION}")
-        for name in (USERS_FILE, ITEMS_FILE, *HELD_OUT_FILES.values(), *(s["path"] for s in manifest["train_shards"])):
+        shards = [*manifest["train_shards"], *manifest.get("sequence_shards", [])]
+        for name in (USERS_FILE, ITEMS_FILE, *HELD_OUT_FILES.values(), *(s["path"] for s in shards)):
             if not (directory / name).is_file():
                 raise DataError(f"{field}: {directory}: {name} is missing")
         return cls(directory, manifest)
@@ -113,6 +120,17 @@ class PreparedLog:
             rows=tuple(int(s["rows"]) for s in shards),
             use_weights=use_weights,
         )
+
+    def sequence_files(self, *, field: str = "data.prepared") -> tuple[Path, ...]:
+        """The time-ordered event shards (user u's events in shard u % len); a log prepared without them is a
+        `DataError` naming `field`."""
+        shards = self.manifest.get("sequence_shards")
+        if not shards:
+            raise DataError(
+                f"{field}: {self.directory} has no time-ordered sequences (the sequential tower needs them); "
+                "prepare it again with retrieval-prepare --sequences"
+            )
+        return tuple(self.directory / s["path"] for s in shards)
 
     def held_out(self, part: str, *, limit: int = 0, seed: int = 0) -> HeldOut:
         """The validation or test examples; with `limit` > 0, a seeded sample of at most `limit` of them.

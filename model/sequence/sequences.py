@@ -111,6 +111,24 @@ def build_sequences(
     return Sequences(tokens.astype(np.int64), mask, row_users, lengths.astype(np.int64))
 
 
+def window_counts(event_counts: npt.ArrayLike, *, max_length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per user with n events: how many windows `build_sequences(..., stride=stride)` cuts, and how many real
+    items they hold in all, without cutting them (the window ends are n, n - s, n - 2s, ... > 0).
+
+    Returns:
+        [U] windows and [U] real positions, int64.
+    """
+    n = np.asarray(event_counts, dtype=np.int64)
+    if max_length < 1 or stride < 1:
+        raise ValueError(f"max_length and stride must be >= 1, got {max_length} and {stride}")
+    windows = np.where(n > 0, (n - 1) // stride + 1, 0)
+    full = np.minimum(np.where(n >= max_length, (n - max_length) // stride + 1, 0), windows)  # ends >= max_length
+    # The other windows hold n - k*s items for k = full .. windows - 1.
+    rest = windows - full
+    positions = full * max_length + rest * n - stride * (windows * (windows - 1) - full * (full - 1)) // 2
+    return windows, positions
+
+
 def _window_ends(counts: np.ndarray, stride: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(user row, end position within the user's events) of every window."""
     if stride is None:

@@ -141,8 +141,8 @@ class TrainConfig:
         mixed_precision: train under the mixed_float16 policy.
         jit_compile: compile the train step with XLA.
         strategy: "default", "mirrored" or "multi-worker" (reads TF_CONFIG).
-        steps_per_epoch: streaming: stop each epoch after this many steps (0 = one pass over the examples).
-        shuffle_buffer: streaming: examples shuffled together (file order is shuffled every epoch too).
+        steps_per_epoch: each epoch is this many steps (0 = one pass over the examples, or windows).
+        shuffle_buffer: streaming: examples (windows) shuffled together (file order is shuffled every epoch too).
         verbose: Keras progress output (0 = none: the one log line per epoch, 1 = progress bar, 2 = a Keras line
             per epoch; -1 = a progress bar on a terminal, else none).
     """

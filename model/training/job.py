@@ -26,6 +26,7 @@ from model.data import (
     load_interactions,
     load_movielens_100k,
 )
+from model.data.prepared_log import PreparedLog
 from model.evaluation import full_report
 from model.synthetic import SyntheticConfig, make_synthetic, synthetic_tables
 from model.training.config import DataConfig, ModelConfig, RunConfig, TrainConfig, to_dict
@@ -37,7 +38,8 @@ from model.training.pipeline import user_feature_rows
 from model.training.prepare import PreparedData, prepare, sample_queries
 from model.training.pushgateway import push_run_metrics
 from model.training.report import plot_history, summary_markdown, write_metrics
-from model.training.sequential import train_sequential
+from model.training.sequential import SequenceData, sequence_data, streamed_sequence_data, train_sequential
+from model.training.sequential import check_config as check_sequence_config
 from model.training.streaming_data import is_streaming, open_prepared, prepare_streaming
 from model.training.trainer import TrainedRun, build_model, train, write_atomic
 
@@ -150,10 +152,12 @@ def _run(
     resume: bool,
     callbacks: list[keras.callbacks.Callback] | None,
 ) -> RunResult:
+    sequences: SequenceData | None = None  # the sequential tower's windows and histories
     if is_streaming(config.data):
-        data, split_counts, items = _streaming_data(config)
+        prepared, data, split_counts, items = _streaming_data(config)
         filterable = resolve_filterable(effective_entries(config.export.filterable, config.data.source), items)
-        log = None
+        if config.model.tower == "sequential":
+            sequences = streamed_sequence_data(prepared, data, config.sequence)
     else:
         log, users, items, display = load_data(config.data)
         filterable = resolve_filterable(effective_entries(config.export.filterable, config.data.source), items)
@@ -171,14 +175,16 @@ def _run(
         )
         data = sample_queries(data, config.data.eval_queries, config.train.seed)
         split_counts = split.describe()
+        if config.model.tower == "sequential":
+            check_sequence_config(config.sequence)
+            sequences = sequence_data(log, split, data, config.sequence)
     # Only now, with the inputs read and checked: a bad file, column or value leaves no run directory behind.
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=2))
     if config.model.tower == "sequential":
-        assert log is not None  # _streaming_data refuses the sequential tower
+        assert sequences is not None
         trained = train_sequential(
-            log,
-            split,
+            sequences,
             data,
             config.model,
             config.sequence,
@@ -225,16 +231,15 @@ def _run(
     return RunResult(metrics=metrics, model=trained.model, data=data, run_dir=run_dir, bundle=bundle)
 
 
-def _streaming_data(config: RunConfig) -> tuple[PreparedData, dict[str, int], FeatureTable | None]:
-    """PreparedData from a prepared log (data.prepared, or one prepared now), training examples left on disk,
-    the split's counts and the item table."""
-    if config.model.tower != "two-tower":
-        raise ValueError(
-            "data.streaming trains the two-tower model; model.tower = 'sequential' reads the log in memory"
-        )
+def _streaming_data(config: RunConfig) -> tuple[PreparedLog, PreparedData, dict[str, int], FeatureTable | None]:
+    """The prepared log (data.prepared, or one prepared now; with sequences for the sequential tower),
+    PreparedData from it with the training examples left on disk, the split's counts and the item table."""
+    sequential = config.model.tower == "sequential"
+    if sequential:
+        check_sequence_config(config.sequence)
     users, items = load_side_tables(config.data)
     distributed = config.train.strategy == "multi-worker"
-    prepared = open_prepared(config.data, Path(config.output_dir), distributed=distributed)
+    prepared = open_prepared(config.data, Path(config.output_dir), distributed=distributed, sequences=sequential)
     counts = {part: prepared.counts[part] for part in ("train", "validation", "test")}
     data = prepare_streaming(
         prepared,
@@ -246,7 +251,7 @@ def _streaming_data(config: RunConfig) -> tuple[PreparedData, dict[str, int], Fe
         eval_queries=config.data.eval_queries,
         seed=config.train.seed,
     )
-    return data, {**counts, "total": sum(counts.values())}, items
+    return prepared, data, {**counts, "total": sum(counts.values())}, items
 
 
 def _train_two_tower(

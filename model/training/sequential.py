@@ -5,6 +5,9 @@ evaluated on the same queries with the same exclusions. What differs is the quer
 user's training events (the latest `max_length` of them) and per test pair the training and validation
 events, in time order; the training windows (of the objective's `window_length`) are cut from the training
 events only.
+
+From a prepared log (data.prepared or data.streaming), the windows stream from its sequence shards
+(`model.training.sequence_stream`) and the histories are read for the sampled query users only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tensorflow as tf
 
 from model.bundle.reserved import USER_ID_FEATURE
 from model.data import InteractionLog, Split
+from model.data.prepared_log import PreparedLog
 from model.evaluation import evaluate_embeddings, full_report
 from model.features import TowerSpec
 from model.sequence.catalog_sampler import FullCatalogSampler
@@ -36,6 +40,8 @@ from model.towers import build_tower
 from model.training.config import ModelConfig, SequenceConfig, TrainConfig
 from model.training.factory import compile_model, make_sampler, make_scorer
 from model.training.prepare import PreparedData
+from model.training.sequence_stream import SequenceShards, histories, sequence_shards, window_dataset
+from model.training.shard_pipeline import ShardPlan, distributed_input
 from model.training.trainer import TrainedRun, train
 
 logger = logging.getLogger(__name__)
@@ -46,14 +52,14 @@ class SequenceData:
     """Token windows of a split, aligned with a `PreparedData`.
 
     Attributes:
-        train: training windows, cut from the training events.
+        train: training windows, cut from the training events (in memory, or streamed from a prepared log).
         validation: one history per validation pair (the user's training events).
         test: one history per test pair (the user's training and validation events).
         context_spec: the user side features fed to the encoder's head, or None.
         context_values: raw values of those features per user row (empty without context).
     """
 
-    train: Sequences
+    train: Sequences | SequenceShards
     validation: Sequences
     test: Sequences
     context_spec: TowerSpec | None
@@ -99,14 +105,7 @@ def sequence_data(log: InteractionLog, split: Split, data: PreparedData, config:
         )
 
     before_test = np.concatenate([split.train, split.validation])
-    context_spec, context_values = None, {}
-    if config.user_features:
-        features = tuple(f for f in data.query_spec.features if f.name != USER_ID_FEATURE)
-        if features:
-            context_spec = TowerSpec(
-                "user", features, hidden_units=(), output_dim=32, embedding_rule=data.query_spec.embedding_rule
-            )
-            context_values = {f.name: data.user_features[f.name] for f in features}
+    context_spec, context_values = _context(data, config)
     return SequenceData(
         train=latest(
             split.train,
@@ -118,6 +117,42 @@ def sequence_data(log: InteractionLog, split: Split, data: PreparedData, config:
         context_spec=context_spec,
         context_values=context_values,
     )
+
+
+def streamed_sequence_data(prepared: PreparedLog, data: PreparedData, config: SequenceConfig) -> SequenceData:
+    """`sequence_data` of a prepared log (read with `prepare_streaming` into `data`): the training windows stay
+    in its sequence shards; the histories of `data`'s sampled validation and test users are read now.
+
+    Raises:
+        DataError: the log was prepared without sequences (naming data.prepared).
+    """
+    padding = Padding(config.padding)
+    context_spec, context_values = _context(data, config)
+    return SequenceData(
+        train=sequence_shards(
+            prepared,
+            window_length=make_objective(config).window_length(config.max_length),
+            stride=config.stride or config.max_length,
+            padding=padding,
+        ),
+        validation=histories(
+            prepared, data.validation.users, with_validation=False, max_length=config.max_length, padding=padding
+        ),
+        test=histories(prepared, data.test.users, with_validation=True, max_length=config.max_length, padding=padding),
+        context_spec=context_spec,
+        context_values=context_values,
+    )
+
+
+def _context(data: PreparedData, config: SequenceConfig) -> tuple[TowerSpec | None, dict[str, np.ndarray]]:
+    """The user side features the encoder's head reads (`sequence.user_features`), and their values per user."""
+    if not config.user_features:
+        return None, {}
+    features = tuple(f for f in data.query_spec.features if f.name != USER_ID_FEATURE)
+    if not features:
+        return None, {}
+    spec = TowerSpec("user", features, hidden_units=(), output_dim=32, embedding_rule=data.query_spec.embedding_rule)
+    return spec, {f.name: data.user_features[f.name] for f in features}
 
 
 def _encoder(config: SequenceConfig, dim: int, context: bool) -> keras.layers.Layer:
@@ -174,7 +209,10 @@ def build_sequential_model(
         mask_seen_negatives=config.mask_seen_negatives,
         seed=train_config.seed,
     )
-    compile_model(model, train_config, len(sequences.train))
+    per_epoch = len(sequences.train)
+    if train_config.steps_per_epoch > 0:  # an epoch of fewer steps: the learning-rate schedule counts those
+        per_epoch = min(per_epoch, train_config.steps_per_epoch * train_config.batch_size)
+    compile_model(model, train_config, per_epoch)
     return model
 
 
@@ -195,8 +233,7 @@ def validation_metrics(
 
 
 def train_sequential(
-    log: InteractionLog,
-    split: Split,
+    sequences: SequenceData,
     data: PreparedData,
     model_config: ModelConfig,
     config: SequenceConfig,
@@ -207,24 +244,21 @@ def train_sequential(
     resume: bool = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainedRun:
-    """Trains, validates every epoch (early stopping, checkpoints, resume as the two-tower) and tests once."""
+    """Trains, validates every epoch (early stopping, checkpoints, resume as the two-tower) and tests once.
+
+    `sequences` comes from `sequence_data` (a log in memory) or `streamed_sequence_data` (a prepared log).
+    """
     check_config(config)
-    sequences = sequence_data(log, split, data, config)
     logger.info(
         "sequences windows=%d positions=%d validation=%d test=%d",
         len(sequences.train),
-        int(sequences.train.lengths.sum()),
+        _positions(sequences.train),
         len(sequences.validation),
         len(sequences.test),
     )
     with strategy.scope():
         model = build_sequential_model(data, sequences, model_config, config, train_config)
-    dataset = sequence_dataset(
-        sequences.train,
-        sequences.context_values or None,
-        batch_size=train_config.batch_size,
-        seed=train_config.seed,
-    )
+    dataset, num_examples, steps_per_epoch = _training_input(sequences, train_config, strategy)
     started = time.perf_counter()
     state = train(
         model,
@@ -234,7 +268,8 @@ def train_sequential(
         resume=resume,
         extra_callbacks=callbacks,
         dataset=dataset,
-        num_examples=int(sequences.train.lengths.sum()),
+        num_examples=num_examples,
+        steps_per_epoch=steps_per_epoch,
         validate=(
             (lambda m: validation_metrics(m, data, sequences, (train_config.eval_k,), train_config.seed))
             if len(data.validation)
@@ -255,9 +290,50 @@ def train_sequential(
         model=model,
         state=state,
         seconds=seconds,
-        num_examples=int(sequences.train.lengths.sum()),
+        num_examples=num_examples,
         test=test,
         item_embeddings=item_embeddings,
         query_tower=build_query_model(model),
         query_spec=query_spec(model, sequences.context_spec),
     )
+
+
+def _positions(train: Sequences | SequenceShards) -> int:
+    return train.positions if isinstance(train, SequenceShards) else int(train.lengths.sum())
+
+
+def _training_input(
+    sequences: SequenceData, train_config: TrainConfig, strategy: tf.distribute.Strategy
+) -> tuple[tf.data.Dataset | tf.distribute.DistributedDataset, int, int | None]:
+    """The training windows as a dataset, the positions of an epoch, and the steps of an epoch (None: one pass)."""
+    train = sequences.train
+    if isinstance(train, Sequences):
+        dataset = sequence_dataset(
+            train, sequences.context_values or None, batch_size=train_config.batch_size, seed=train_config.seed
+        )
+        if train_config.steps_per_epoch > 0:  # an epoch of this many steps, as the two-tower's in-memory input
+            windows = train_config.steps_per_epoch * train_config.batch_size
+            positions = round(_positions(train) * windows / max(len(train), 1))
+            return dataset.repeat(), positions, train_config.steps_per_epoch
+        return dataset, _positions(train), None
+
+    def build(plan: ShardPlan, pipeline: int) -> tf.data.Dataset:  # each worker reads its own sequence shards
+        return window_dataset(
+            train,
+            sequences.context_values or None,
+            plan,
+            pipeline=pipeline,
+            seed=train_config.seed,
+            shuffle_buffer=train_config.shuffle_buffer,
+        )
+
+    streamed, plan = distributed_input(
+        strategy,
+        train.shards,
+        build,
+        global_batch=train_config.batch_size,
+        max_steps=train_config.steps_per_epoch,
+        unit="windows",
+    )
+    # The positions of the windows an epoch reads (the plan drops each pipeline's last partial batch).
+    return streamed, round(train.positions * plan.examples_per_epoch / max(len(train), 1)), plan.steps

@@ -15,7 +15,7 @@ rows round-robin, and shards are a multiple of the workers) an epoch reads every
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,38 +81,47 @@ def plan_shards(
     return ShardPlan(pipelines=pipelines, batch_size=batch, batches_per_step=per_step, steps=steps)
 
 
-def _epoch_rows(
-    examples: ShardedExamples, files: tuple[int, ...], batch_size: int, buffer: int, rng: np.random.Generator
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """One epoch of (users, items, weights) batches of `batch_size` from the given shards, shuffled."""
-    columns = ["user", "item", "weight"] if examples.use_weights else ["user", "item"]
+def shuffled_batches(
+    chunks: Iterable[tuple[np.ndarray, ...]], batch_size: int, buffer: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Full batches of `batch_size` rows of `chunks` (tuples of arrays aligned on their first axis), the rows
+    mixed in a buffer of at least `buffer` rows; the rows left after the last full batch are dropped."""
     pending: list[tuple[np.ndarray, ...]] = []
     held = 0
 
-    def drain(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def drain(final: bool) -> Iterator[tuple[np.ndarray, ...]]:
         nonlocal pending, held
-        users, items, weights = (np.concatenate([part[k] for part in pending]) for k in range(3))
-        order = rng.permutation(len(users))
-        full = len(users) // batch_size * batch_size
+        columns = tuple(np.concatenate([part[k] for part in pending]) for k in range(len(pending[0])))
+        order = rng.permutation(len(columns[0]))
+        full = len(order) // batch_size * batch_size
         for start in range(0, full, batch_size):
             rows = order[start : start + batch_size]
-            yield users[rows], items[rows], weights[rows]
+            yield tuple(column[rows] for column in columns)
         rest = order[full:]
-        pending = [] if final else [(users[rest], items[rest], weights[rest])]
+        pending = [] if final else [tuple(column[rest] for column in columns)]
         held = 0 if final else len(rest)
 
-    for index in rng.permutation(files) if len(files) else []:
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk[0])
+        if held >= buffer:
+            yield from drain(final=False)
+    if held:
+        yield from drain(final=True)
+
+
+def _example_chunks(
+    examples: ShardedExamples, files: Iterable[int]
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(users, items, weights) record batches of the given shards, in that order."""
+    columns = ["user", "item", "weight"] if examples.use_weights else ["user", "item"]
+    for index in files:
         for record in pq.ParquetFile(examples.files[index]).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
             users = record.column(0).to_numpy().astype(np.int64)
             weights = (
                 record.column(2).to_numpy().astype(np.float32) if examples.use_weights else np.ones(len(users), "f4")
             )
-            pending.append((users, record.column(1).to_numpy().astype(np.int64), weights))
-            held += len(users)
-            if held >= buffer:
-                yield from drain(final=False)
-    if held:
-        yield from drain(final=True)
+            yield users, record.column(1).to_numpy().astype(np.int64), weights
 
 
 def shard_dataset(
@@ -133,8 +142,9 @@ def shard_dataset(
     rng = np.random.default_rng([seed, pipeline])
     batch = plan.batch_size
 
-    def epoch() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        yield from _epoch_rows(examples, files, batch, max(shuffle_buffer, batch), rng)
+    def epoch() -> Iterator[tuple[np.ndarray, ...]]:
+        order: list[int] = [int(i) for i in rng.permutation(files)] if files else []
+        yield from shuffled_batches(_example_chunks(examples, order), batch, max(shuffle_buffer, batch), rng)
 
     spec = (
         tf.TensorSpec([batch], tf.int64),
@@ -166,26 +176,46 @@ def distributed_shard_dataset(
     max_steps: int = 0,
 ) -> tuple[tf.data.Dataset | tf.distribute.DistributedDataset, ShardPlan]:
     """The training input for `strategy` and its plan; under a distribution, each worker reads its own shards."""
+
+    def build(plan: ShardPlan, pipeline: int) -> tf.data.Dataset:
+        return shard_dataset(examples, user_features, plan, pipeline=pipeline, seed=seed, shuffle_buffer=shuffle_buffer)
+
+    return distributed_input(strategy, examples, build, global_batch=global_batch, max_steps=max_steps)
+
+
+def distributed_input(
+    strategy: tf.distribute.Strategy,
+    shards: ShardedExamples,
+    build: Callable[[ShardPlan, int], tf.data.Dataset],
+    *,
+    global_batch: int,
+    max_steps: int = 0,
+    unit: str = "examples",
+) -> tuple[tf.data.Dataset | tf.distribute.DistributedDataset, ShardPlan]:
+    """The input `build(plan, pipeline)` makes of `shards` for `strategy`, and its plan: one pipeline without a
+    distribution; under one, a pipeline per worker, each reading its own files (`ShardPlan.files`). `unit` names
+    what a row of `shards` is, in the log."""
     replicas = strategy.num_replicas_in_sync
     pipelines = _input_pipelines(strategy)
     if replicas == 1 and pipelines == 1:
-        plan = plan_shards(examples, global_batch=global_batch, max_steps=max_steps)
-        return shard_dataset(examples, user_features, plan, seed=seed, shuffle_buffer=shuffle_buffer), plan
-    plan = plan_shards(examples, global_batch=global_batch, pipelines=pipelines, replicas=replicas, max_steps=max_steps)
+        plan = plan_shards(shards, global_batch=global_batch, max_steps=max_steps)
+        return build(plan, 0), plan
+    plan = plan_shards(shards, global_batch=global_batch, pipelines=pipelines, replicas=replicas, max_steps=max_steps)
 
     def make(context: tf.distribute.InputContext) -> tf.data.Dataset:
         pipeline = context.input_pipeline_id
-        files = plan.files(examples, pipeline)
+        files = plan.files(shards, pipeline)
         logger.info(
-            "input pipeline %d of %d reads shards %s: %d examples, %d steps of %d per epoch",
+            "input pipeline %d of %d reads shards %s: %d %s, %d steps of %d per epoch",
             pipeline,
             context.num_input_pipelines,
             ",".join(map(str, files)),
-            sum(examples.rows[i] for i in files),
+            sum(shards.rows[i] for i in files),
+            unit,
             plan.steps,
             plan.batch_size * plan.batches_per_step,
         )
-        return shard_dataset(examples, user_features, plan, pipeline=pipeline, seed=seed, shuffle_buffer=shuffle_buffer)
+        return build(plan, pipeline)
 
     return strategy.distribute_datasets_from_function(make), plan
 

@@ -41,13 +41,14 @@ def is_streaming(config: DataConfig) -> bool:
     return bool(config.prepared) or config.streaming
 
 
-def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool) -> PreparedLog:
+def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool, sequences: bool = False) -> PreparedLog:
     """The prepared log the run trains from: `data.prepared`, or one DuckDB writes into <output_dir>/prepared.
 
-    A run that prepares its own log reuses <output_dir>/prepared when it exists (a resumed run).
+    A run that prepares its own log reuses <output_dir>/prepared when it exists (a resumed run). With
+    `sequences` (the sequential tower), the log must hold its time-ordered sequences, and one prepared now does.
     """
     if config.prepared:
-        return _checked_refit(PreparedLog.open(config.prepared, field="data.prepared"), config)
+        return _checked(PreparedLog.open(config.prepared, field="data.prepared"), config, sequences, "data.prepared")
     if config.source != "files" or not config.interactions:
         raise ValueError("data.streaming needs data.source = 'files' and data.interactions (Parquet), or data.prepared")
     if distributed:
@@ -58,7 +59,7 @@ def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool) ->
     target = output_dir / PREPARED_DIR
     if target.exists():
         logger.info("reusing the prepared log %s", target)
-        return _checked_refit(PreparedLog.open(target, field="data.streaming"), config)
+        return _checked(PreparedLog.open(target, field="data.streaming"), config, sequences, "data.streaming")
     from model.data.log_preparation import LogColumns, SplitRule, prepare_log  # DuckDB: only when preparing
 
     files = resolve_parquet_files(config.interactions, field="data.interactions")
@@ -72,12 +73,16 @@ def open_prepared(config: DataConfig, output_dir: Path, *, distributed: bool) ->
         split=SplitRule(config.split, config.validation_cutoff, config.test_cutoff, refit=config.refit_on_validation),
         item_table=item_table,
         shards=config.shards,
+        sequences=sequences,
         memory_limit=config.duckdb_memory_limit,
     )
 
 
-def _checked_refit(prepared: PreparedLog, config: DataConfig) -> PreparedLog:
-    """`prepared`, when its split agrees with data.refit_on_validation (a refit is decided at preparation)."""
+def _checked(prepared: PreparedLog, config: DataConfig, sequences: bool, field: str) -> PreparedLog:
+    """`prepared`, when its split agrees with data.refit_on_validation (a refit is decided at preparation) and
+    it holds sequences when they are needed (both are `DataError`/`ValueError` before any run directory)."""
+    if sequences:
+        prepared.sequence_files(field=field)
     refit = bool(prepared.manifest["split"].get("refit", False))
     if refit != config.refit_on_validation:
         raise ValueError(

@@ -110,3 +110,22 @@ def test_streaming_training_tiny_writes_its_outputs(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "streaming_training.json", "streaming_training.md", "streaming_training.png"
     ]  # fmt: skip  # the scratch directory is removed
+
+
+@pytest.mark.slow
+def test_streaming_training_tiny_sequential_writes_its_own_outputs(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "bench.streaming_training", "--tiny", "--tower", "sequential", "--repeats", "1",
+               "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "streaming_training_sequential.json").read_text())
+    assert report["tower"] == "sequential" and report["config"]["repeats"] == 1
+    first = report["results"][0]
+    for run in (first["streaming"], first["in_memory"], report["results"][1]["streaming"]):
+        assert run["returncode"] == 0 and run["peak_rss_mib"] > 0 and run["examples_per_second"] > 0
+    assert first["streaming"]["train_examples"] == first["in_memory"]["train_examples"] == 4400
+    assert "(sequential tower)" in (tmp_path / "streaming_training_sequential.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "streaming_training_sequential.json", "streaming_training_sequential.md", "streaming_training_sequential.png"
+    ]  # fmt: skip

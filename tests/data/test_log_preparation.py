@@ -154,3 +154,15 @@ def test_retrieval_prepare_writes_a_prepared_log_and_refuses_an_existing_output(
     bad = subprocess.run([*cmd[:-4], "--output", "o2", "--split", "time", "--test-cutoff", "-1"],
                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "--validation-cutoff/--test-cutoff: cutoffs must increase" in bad.stderr
+    with_sequences = subprocess.run([*cmd[:-4], "--output", "o3", "--shards", "3", "--sequences"],
+                                    capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)  # fmt: skip
+    assert with_sequences.returncode == 0, with_sequences.stderr
+    sequences = PreparedLog.open(tmp_path / "o3").sequence_files()
+    assert [f.name for f in sequences] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    events = pa.concat_tables([pq.read_table(f) for f in sequences])
+    assert events.num_rows == counts["train"] + counts["validation"]  # every event but the test ones
+    assert int(pa.compute.sum(events["validation"]).as_py()) == counts["validation"]
+    for k, path in enumerate(sequences):  # user u in file u % 3, sorted by user
+        users = pq.read_table(path)["user"].to_numpy()
+        assert (users % 3 == k).all() and (np.diff(users) >= 0).all()
+    assert "sequence_shards" not in PreparedLog.open(tmp_path / "out").manifest  # only when asked
