@@ -1,5 +1,5 @@
 """tf.distribute: two worker processes on loopback train together and match single-worker quality; streaming
-workers read disjoint example shards."""
+workers read disjoint example shards (two-tower) or sequence shards (sequential tower)."""
 
 import json
 import os
@@ -12,6 +12,10 @@ import pytest
 
 from model.data.log_preparation import prepare_log
 from model.data.parquet_files import resolve_parquet_files
+from model.sequence.sequences import Padding
+from model.training.config import SequenceConfig
+from model.training.sequence_stream import sequence_shards
+from model.training.sequential import make_objective
 from tests.training.test_streaming import write_synthetic_parquet
 
 ARGS = [
@@ -38,6 +42,29 @@ def _free_ports(n):
     return ports
 
 
+def _two_workers(cmd, output_dir, env):
+    """Runs `cmd` as both workers of a two-worker cluster on loopback; their stderr, once both succeeded."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(
+            subprocess.Popen(
+                [*cmd, "--train.strategy", "multi-worker", "--output_dir", str(output_dir)],
+                env={**env, "TF_CONFIG": json.dumps(tf_config)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    errors = []
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=500)
+        assert proc.returncode == 0, stderr[-3000:]
+        errors.append(stderr)
+    return errors
+
+
 def _recall(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return metrics["test"]["model"]["excluding_train"]["recall@10"]
@@ -52,22 +79,7 @@ def test_two_worker_multi_worker_training_matches_single_worker(tmp_path, tower)
     single = subprocess.run([*cmd, "--output_dir", str(tmp_path / "single")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        procs.append(
-            subprocess.Popen(
-                [*cmd, "--train.strategy", "multi-worker", "--output_dir", str(tmp_path / "multi")],
-                env={**env, "TF_CONFIG": json.dumps(tf_config)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=500)
-        assert proc.returncode == 0, stderr[-3000:]
+    stderr = _two_workers(cmd, tmp_path / "multi", env)[-1]
     assert "multi-worker strategy: 2 workers, 2 replicas in sync" in stderr  # one collective group
 
     chief, other = tmp_path / "multi", tmp_path / "multi" / ".worker-1"
@@ -101,23 +113,8 @@ def test_two_workers_stream_disjoint_shards_and_match_single_worker(tmp_path):
     single = subprocess.run([*cmd, "--output_dir", str(tmp_path / "single")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        procs.append(
-            subprocess.Popen(
-                [*cmd, "--train.strategy", "multi-worker", "--output_dir", str(tmp_path / "multi")],
-                env={**env, "TF_CONFIG": json.dumps(tf_config)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
     reads = {}
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=500)
-        assert proc.returncode == 0, stderr[-3000:]
+    for stderr in _two_workers(cmd, tmp_path / "multi", env):
         (match,) = {m.groups() for m in SHARD_LINE.finditer(stderr)}  # logged once per worker
         pipeline, shards, examples, steps, batch = match
         reads[int(pipeline)] = ({int(s) for s in shards.split(",")}, int(examples), int(steps) * int(batch))
@@ -129,4 +126,39 @@ def test_two_workers_stream_disjoint_shards_and_match_single_worker(tmp_path):
     history = json.loads((chief / "metrics.json").read_text())["training"]["history"]
     assert len(history) == 3 and all(round(row["examples_per_second"] * row["seconds"]) == 36000 for row in history)
     assert _recall(chief) == pytest.approx(_recall(tmp_path / "single"), abs=0.04)
+    assert _recall(chief) == pytest.approx(_recall(other), abs=1e-6)  # replicas hold the same weights
+
+
+WINDOW_LINE = re.compile(
+    r"input pipeline (\d) of 2 reads shards ([\d,]+): (\d+) windows, (\d+) steps of (\d+) per epoch"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_workers_stream_their_own_sequence_shards_and_match_single_worker(tmp_path):
+    """The sequential tower from a prepared log: each worker cuts the windows of its own sequence shards."""
+    write_synthetic_parquet(tmp_path)
+    files = resolve_parquet_files(tmp_path / "log", field="f")
+    prepared = prepare_log(files, tmp_path / "prepared", shards=4, sequences=True)
+    length = make_objective(SequenceConfig()).window_length(8)  # the TOWERS flags: max_length 8, stride 4
+    windows = sequence_shards(prepared, window_length=length, stride=4, padding=Padding.LEFT).windows
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "model.cli", *ARGS, *TOWERS["sequential"], "--data.source", "files",
+           "--data.prepared", str(tmp_path / "prepared")]  # fmt: skip
+    single = subprocess.run([*cmd, "--output_dir", str(tmp_path / "single")], env=env, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    reads = {}
+    for stderr in _two_workers(cmd, tmp_path / "multi", env):
+        (match,) = {m.groups() for m in WINDOW_LINE.finditer(stderr)}  # logged once per worker
+        pipeline, shards, count, steps, batch = match
+        reads[int(pipeline)] = ({int(s) for s in shards.split(",")}, int(count), int(steps) * int(batch))
+    assert reads[0][0] == {0, 2} and reads[1][0] == {1, 3}  # disjoint files, together all of them
+    assert reads[0][1] == windows[0] + windows[2] and reads[1][1] == windows[1] + windows[3]
+    per_epoch = min(reads[0][1], reads[1][1]) // 32 * 32  # both run the smaller share's full batches of 32
+    assert reads[0][2] == reads[1][2] == per_epoch > 0.45 * sum(windows)
+
+    chief, other = tmp_path / "multi", tmp_path / "multi" / ".worker-1"
+    assert _recall(chief) == pytest.approx(_recall(tmp_path / "single"), abs=0.05)
     assert _recall(chief) == pytest.approx(_recall(other), abs=1e-6)  # replicas hold the same weights
