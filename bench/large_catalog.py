@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +131,13 @@ def build(catalog: Path, num_items: int, index_path: Path) -> dict[str, Any]:
     }
 
 
-def exact_top_k(catalog: Path, num_items: int, queries: np.ndarray) -> np.ndarray:
-    """Exact top-K ids [len(queries), K] by inner product: brute force over blocks of the catalog file."""
+def exact_top_k(rows: Callable[[int, int], np.ndarray], num_items: int, queries: np.ndarray) -> np.ndarray:
+    """Exact top-K ids [len(queries), K] by inner product: brute force over blocks of EXACT_BLOCK items, each
+    read by `rows(start, count)` (from the catalog file, or an array), so memory holds one block."""
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_ids = np.zeros((len(queries), 0), dtype=np.int64)
     for start in range(0, num_items, EXACT_BLOCK):
-        block = read_rows(catalog, start, min(EXACT_BLOCK, num_items - start))
+        block = rows(start, min(EXACT_BLOCK, num_items - start))
         scores = np.concatenate([best_scores, queries @ block.T], axis=1)
         block_ids = np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))
         ids = np.concatenate([best_ids, block_ids], axis=1)
@@ -148,7 +150,7 @@ def exact_top_k(catalog: Path, num_items: int, queries: np.ndarray) -> np.ndarra
 def search(index_path: Path, catalog: Path, num_items: int, queries: np.ndarray) -> dict[str, Any]:
     """Child: recall@K per nprobe against exact search, and queries/s of one BATCH-query search per nprobe."""
     began = time.perf_counter()
-    exact = exact_top_k(catalog, num_items, queries[:RECALL_QUERIES])
+    exact = exact_top_k(lambda start, count: read_rows(catalog, start, count), num_items, queries[:RECALL_QUERIES])
     exact_s = time.perf_counter() - began
     index = read_index(index_path, "off")
     rows = []

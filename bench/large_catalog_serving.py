@@ -72,20 +72,6 @@ def catalog(centres: np.ndarray, num_items: int, seed: int) -> np.ndarray:
     return items
 
 
-def exact_top_k(items: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Exact top-K rows [len(queries), K] by inner product, over blocks of `items`."""
-    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
-    best_ids = np.zeros((len(queries), 0), dtype=np.int64)
-    for start in range(0, len(items), large_catalog.EXACT_BLOCK):
-        block = np.asarray(items[start : start + large_catalog.EXACT_BLOCK])
-        scores = np.concatenate([best_scores, queries @ block.T], axis=1)
-        block_ids = np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))
-        ids = np.concatenate([best_ids, block_ids], axis=1)
-        top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
-        best_scores, best_ids = np.take_along_axis(scores, top, axis=1), np.take_along_axis(ids, top, axis=1)
-    return best_ids
-
-
 def export(world: bundles.TrainedWorld, items: np.ndarray, models_dir: Path, name: str, nlist: int) -> dict:
     """Exports the re-ranked IVF-PQ bundle; returns its spec, recorded recall and export time."""
     spec = IndexSpec(f"IVF{nlist},PQ32", nprobe=min(nlist, large_catalog.SERVE_NPROBE), k_factor=K_FACTOR)
@@ -243,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     sample = np.sort(rng.choice(len(world.request_rows), size=args.recall_queries, replace=False))
     started = time.perf_counter()
-    exact = exact_top_k(items, world.query_embeddings[sample])
+    block = lambda start, count, rows=items: np.asarray(rows[start : start + count])  # noqa: E731
+    exact = large_catalog.exact_top_k(block, len(items), world.query_embeddings[sample])
     exact_s = time.perf_counter() - started
     rows = [world.request_rows[i] for i in sample]
     del items, world

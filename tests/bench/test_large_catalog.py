@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
-from bench.large_catalog import DIM, RERANK_DEPTH, K, exact_top_k, rerank
+from bench.large_catalog import DIM, RERANK_DEPTH, K, exact_top_k, read_rows, rerank
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def _catalog(tmp_path: Path, num_items: int) -> tuple[Path, np.ndarray, np.ndarr
 def test_blocked_exact_search_finds_the_brute_force_top_k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("bench.large_catalog.EXACT_BLOCK", 333)  # several blocks, the last one short
     path, items, queries = _catalog(tmp_path, 1000)
-    found = exact_top_k(path, len(items), queries)
+    found = exact_top_k(lambda start, count: read_rows(path, start, count), len(items), queries)
     expected = np.argsort(-(queries @ items.T), axis=1)[:, :K]
     assert found.shape == (7, K)
     for got, want in zip(found, expected, strict=True):
