@@ -13,10 +13,10 @@ Peak RSS is the process's own maximum resident set (`os.wait4`); examples/s is t
 `metrics.json` records it (validation excluded). Targets: training peak RSS grows < 20 % from the smallest
 to the largest log; streaming examples/s >= 0.9 x the in-memory path at the smallest.
 
-With `--tower sequential`, the same logs train the sequential tower (a transformer over each user's latest
-`SEQUENCE_LENGTH` items, masked-item objective): `retrieval-prepare --sequences` also writes the time-ordered
-sequence shards, a batch is `batch` windows, and examples/s counts the windows' item positions. Outputs are
-named streaming_training_sequential.*.
+With `--tower sequential`, the same logs train the sequential tower (a causal transformer over each user's latest
+`SEQUENCE_LENGTH` items, `SEQUENCE_TARGETS` scored positions per batch): `retrieval-prepare --sequences` also
+writes the time-ordered sequence shards, a batch is `batch` windows, and examples/s counts the windows' item
+positions. Outputs are named streaming_training_sequential.*.
 
     python -m bench.streaming_training [--quick | --tiny] [--tower sequential]
 """
@@ -61,10 +61,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # with random tie-breaking costs minutes per 1000 queries at 1M items on 2 cores, and is not what is measured.
 EVAL_QUERIES = 100
 SEQUENCE_LENGTH = 20
+# Scored positions per batch of the sequential tower: fixed, so that a step costs the same at every log size (the
+# windows of a small log are short; without a cap, a step of full windows scores 2-3x the positions and its
+# in-batch logits grow with their square, which is work per step, not growth with the log).
+SEQUENCE_TARGETS = 2048
 TOWER_FLAGS = {
     "two-tower": [],
     "sequential": ["--model.tower", "sequential", "--sequence.max_length", str(SEQUENCE_LENGTH),
-                   "--sequence.num_layers", "1"],
+                   "--sequence.num_layers", "1", "--sequence.max_targets", str(SEQUENCE_TARGETS)],
 }  # fmt: skip
 
 
@@ -234,9 +238,11 @@ def markdown(report: dict[str, Any]) -> str:
     )
     if report.get("tower") == "sequential":
         note += (
-            f" Model: the sequential tower (a one-layer transformer over the latest {SEQUENCE_LENGTH} items, "
-            "masked-item objective); a batch is that many windows, and examples/s counts the windows' item "
-            "positions. The log is prepared with --sequences (time-ordered sequence shards)."
+            f" Model: the sequential tower (a one-layer causal transformer over the latest {SEQUENCE_LENGTH} items, "
+            f"{SEQUENCE_TARGETS} scored positions per batch at every size); a batch is that many windows, and "
+            "examples/s counts the windows' item positions. The log is prepared with --sequences (time-ordered "
+            "sequence shards). The streamed epoch is at most one pass over the windows (the plan's full batches); "
+            "the in-memory one runs the steps, repeating the windows."
         )
     rows = []
     for r in report["results"]:
