@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -240,25 +240,34 @@ _EXAMPLES = """SELECT users.id AS "user", items.id AS item, w AS weight
     FROM labelled JOIN users USING (user_id) JOIN items USING (item_id) WHERE part = '{part}'"""
 
 
-def _write_train_shards(con: duckdb.DuckDBPyConnection, out: Path, shards: int) -> list[dict[str, Any]]:
-    """Streams the training examples into `shards` files, row i of the stream to shard i % shards."""
-    (out / TRAIN_DIR).mkdir()
-    names = [f"{TRAIN_DIR}/part-{k:05d}.parquet" for k in range(shards)]
-    writers = [pq.ParquetWriter(out / name, EXAMPLE_SCHEMA) for name in names]
+def _write_shards(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    out: Path,
+    directory: str,
+    schema: pa.Schema,
+    shards: int,
+    shard_of: Callable[[pa.RecordBatch, int], np.ndarray],
+) -> list[dict[str, Any]]:
+    """Streams the rows of `sql` (cast to `schema`) into `shards` Parquet files under `directory`, each row to
+    the file `shard_of(batch, rows before the batch)` gives it, keeping the stream's order inside each file."""
+    (out / directory).mkdir()
+    names = [f"{directory}/part-{k:05d}.parquet" for k in range(shards)]
+    writers = [pq.ParquetWriter(out / name, schema) for name in names]
     rows = [0] * shards
-    offset = 0
+    seen = 0
     try:
-        reader = con.sql(_EXAMPLES.format(part="train")).to_arrow_reader(STREAM_BATCH_ROWS)
-        for batch in reader:
+        for batch in con.sql(sql).to_arrow_reader(STREAM_BATCH_ROWS):
             batch = pa.RecordBatch.from_arrays(
-                [batch.column(i).cast(EXAMPLE_SCHEMA.field(i).type) for i in range(3)], schema=EXAMPLE_SCHEMA
+                [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))], schema=schema
             )
+            shard = shard_of(batch, seen)
+            seen += batch.num_rows
             for k in range(shards):
-                take = np.arange((k - offset) % shards, batch.num_rows, shards)
+                take = np.flatnonzero(shard == k)
                 if take.size:
                     writers[k].write_batch(batch.take(pa.array(take)))
                     rows[k] += int(take.size)
-            offset = (offset + batch.num_rows) % shards
     finally:
         for writer in writers:
             writer.close()
@@ -270,27 +279,20 @@ _SEQUENCE_EVENTS = """SELECT users.id AS "user", items.id AS item, part = 'valid
     ORDER BY "user", t, f, r"""
 
 
+def _write_train_shards(con: duckdb.DuckDBPyConnection, out: Path, shards: int) -> list[dict[str, Any]]:
+    """Streams the training examples into `shards` files, row i of the stream to shard i % shards."""
+    return _write_shards(
+        con, _EXAMPLES.format(part="train"), out, TRAIN_DIR, EXAMPLE_SCHEMA, shards,
+        lambda batch, seen: (seen + np.arange(batch.num_rows)) % shards,
+    )  # fmt: skip
+
+
 def _write_sequence_shards(con: duckdb.DuckDBPyConnection, out: Path, shards: int) -> list[dict[str, Any]]:
     """Streams the training and validation events, sorted by user and time, into `shards` files by user id."""
-    (out / SEQUENCE_DIR).mkdir()
-    names = [f"{SEQUENCE_DIR}/part-{k:05d}.parquet" for k in range(shards)]
-    writers = [pq.ParquetWriter(out / name, SEQUENCE_SCHEMA) for name in names]
-    rows = [0] * shards
-    try:
-        for batch in con.sql(_SEQUENCE_EVENTS).to_arrow_reader(STREAM_BATCH_ROWS):
-            batch = pa.RecordBatch.from_arrays(
-                [batch.column(i).cast(SEQUENCE_SCHEMA.field(i).type) for i in range(3)], schema=SEQUENCE_SCHEMA
-            )
-            shard = batch.column(0).to_numpy() % shards
-            for k in range(shards):
-                take = np.flatnonzero(shard == k)
-                if take.size:
-                    writers[k].write_batch(batch.take(pa.array(take)))
-                    rows[k] += int(take.size)
-    finally:
-        for writer in writers:
-            writer.close()
-    return [{"path": name, "rows": count} for name, count in zip(names, rows, strict=True)]
+    return _write_shards(
+        con, _SEQUENCE_EVENTS, out, SEQUENCE_DIR, SEQUENCE_SCHEMA, shards,
+        lambda batch, _seen: batch.column(0).to_numpy() % shards,
+    )  # fmt: skip
 
 
 def prepare_log(

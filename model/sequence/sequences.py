@@ -45,6 +45,11 @@ class Sequences:
     def max_length(self) -> int:
         return int(self.tokens.shape[1])
 
+    @property
+    def positions(self) -> int:
+        """Real items over all windows."""
+        return int(self.lengths.sum())
+
     def take(self, rows: npt.ArrayLike) -> Sequences:
         """The windows at `rows`, in that order."""
         index = np.asarray(rows, dtype=np.int64)

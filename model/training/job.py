@@ -153,6 +153,8 @@ def _run(
     callbacks: list[keras.callbacks.Callback] | None,
 ) -> RunResult:
     sequences: SequenceData | None = None  # the sequential tower's windows and histories
+    if config.model.tower == "sequential":
+        check_sequence_config(config.sequence)  # before any data is read
     if is_streaming(config.data):
         prepared, data, split_counts, items = _streaming_data(config)
         filterable = resolve_filterable(effective_entries(config.export.filterable, config.data.source), items)
@@ -176,7 +178,6 @@ def _run(
         data = sample_queries(data, config.data.eval_queries, config.train.seed)
         split_counts = split.describe()
         if config.model.tower == "sequential":
-            check_sequence_config(config.sequence)
             sequences = sequence_data(log, split, data, config.sequence)
     # Only now, with the inputs read and checked: a bad file, column or value leaves no run directory behind.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,12 +235,13 @@ def _run(
 def _streaming_data(config: RunConfig) -> tuple[PreparedLog, PreparedData, dict[str, int], FeatureTable | None]:
     """The prepared log (data.prepared, or one prepared now; with sequences for the sequential tower),
     PreparedData from it with the training examples left on disk, the split's counts and the item table."""
-    sequential = config.model.tower == "sequential"
-    if sequential:
-        check_sequence_config(config.sequence)
     users, items = load_side_tables(config.data)
-    distributed = config.train.strategy == "multi-worker"
-    prepared = open_prepared(config.data, Path(config.output_dir), distributed=distributed, sequences=sequential)
+    prepared = open_prepared(
+        config.data,
+        Path(config.output_dir),
+        distributed=config.train.strategy == "multi-worker",
+        sequences=config.model.tower == "sequential",
+    )
     counts = {part: prepared.counts[part] for part in ("train", "validation", "test")}
     data = prepare_streaming(
         prepared,

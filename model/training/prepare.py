@@ -174,24 +174,6 @@ def prepare(
     item_index = {item: i for i, item in enumerate(item_ids.tolist())}
     user_index = {user: u for u, user in enumerate(user_ids.tolist())}
 
-    user_side, user_values = _table_features(users, user_ids)
-    item_side, item_values = _table_features(items, item_ids)
-    if display_column is not None and display_column in item_values:
-        item_side = [f for f in item_side if f.name != display_column]
-    query_spec = _spec(
-        "query", [CategoricalFeature(USER_ID_FEATURE, tuple(np.unique(train_log.user_ids))), *user_side], shape
-    )
-    item_spec = _spec("item", [CategoricalFeature("item_id", tuple(np.unique(train_log.item_ids))), *item_side], shape)
-
-    counts = np.bincount([item_index[i] for i in train_log.item_ids.tolist()], minlength=len(item_ids))
-    display = {display_column: item_values.pop(display_column)} if display_column in item_values else {}
-    catalog = ItemCatalog(
-        external_ids=item_ids,
-        features={"item_id": item_ids.astype(str), **item_values},
-        popularity=counts.astype(np.int64),
-        display=display,
-    )
-
     def examples(indices: np.ndarray) -> Examples:
         part = log.take(indices)
         weights = part.weights if use_weights else np.ones(len(part), np.float32)
@@ -211,11 +193,15 @@ def prepare(
         len(test),
     )
     return assemble(
-        query_spec=query_spec,
-        item_spec=item_spec,
-        catalog=catalog,
         user_ids=user_ids,
-        user_values=user_values,
+        item_ids=item_ids,
+        item_counts=np.bincount(train.items, minlength=len(item_ids)).astype(np.int64),
+        trained_users=np.unique(train_log.user_ids),
+        trained_items=np.unique(train_log.item_ids),
+        users=users,
+        items=items,
+        shape=shape,
+        display_column=display_column,
         train=train,
         validation=validation,
         test=test,
@@ -235,19 +221,44 @@ def joined(first: Examples, second: Examples) -> Examples:
 
 def assemble(
     *,
-    query_spec: TowerSpec,
-    item_spec: TowerSpec,
-    catalog: ItemCatalog,
     user_ids: np.ndarray,
-    user_values: dict[str, np.ndarray],
+    item_ids: np.ndarray,
+    item_counts: np.ndarray,
+    trained_users: np.ndarray,
+    trained_items: np.ndarray,
+    users: FeatureTable | None,
+    items: FeatureTable | None,
+    shape: TowerShape,
+    display_column: str | None,
     train: Examples | ShardedExamples,
     validation: Examples,
     test: Examples,
     seen_before_validation: Examples,
     seen_before_test: Examples,
 ) -> PreparedData:
-    """PreparedData of the in-memory and the streaming paths: the user features (ids first) and each held-out
-    part's exclusions from what its users were seen with before it."""
+    """PreparedData of the in-memory and the streaming paths, from their vocabularies and examples: the tower
+    specs (id vocabularies of the training split, side features of the tables), the catalog (every id, training
+    counts as popularity, the display column apart), the user features (ids first) and each held-out part's
+    exclusions from what its users were seen with before it.
+
+    Args:
+        user_ids, item_ids: every id, sorted (row = internal id).
+        item_counts: [len(item_ids)] training events per item.
+        trained_users, trained_items: the ids seen in training (the towers' vocabularies).
+    """
+    user_side, user_values = _table_features(users, user_ids)
+    item_side, item_values = _table_features(items, item_ids)
+    if display_column is not None and display_column in item_values:
+        item_side = [f for f in item_side if f.name != display_column]
+    query_spec = _spec("query", [CategoricalFeature(USER_ID_FEATURE, tuple(trained_users.tolist())), *user_side], shape)
+    item_spec = _spec("item", [CategoricalFeature("item_id", tuple(trained_items.tolist())), *item_side], shape)
+    display = {display_column: item_values.pop(display_column)} if display_column in item_values else {}
+    catalog = ItemCatalog(
+        external_ids=item_ids,
+        features={"item_id": item_ids.astype(str), **item_values},
+        popularity=item_counts,
+        display=display,
+    )
     return PreparedData(
         query_spec=query_spec,
         item_spec=item_spec,

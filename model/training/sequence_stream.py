@@ -107,9 +107,9 @@ def _user_chunks(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarra
         yield carry[0], carry[1], carry[2]
 
 
-def _cut(users: np.ndarray, items: np.ndarray, *, max_length: int, padding: Padding, stride: int | None) -> Sequences:
-    """`build_sequences` on events already in time order per user, one window per user row of np.unique(users)
-    (stride None) or the user's strided windows; `user_rows` are the users' global rows."""
+def _cut(users: np.ndarray, items: np.ndarray, *, max_length: int, padding: Padding, stride: int) -> Sequences:
+    """The strided training windows of `build_sequences` over events already in time order per user;
+    `user_rows` are the users' global rows."""
     present, local = np.unique(users, return_inverse=True)
     cut = build_sequences(
         local,

@@ -248,11 +248,10 @@ def train_sequential(
 
     `sequences` comes from `sequence_data` (a log in memory) or `streamed_sequence_data` (a prepared log).
     """
-    check_config(config)
     logger.info(
         "sequences windows=%d positions=%d validation=%d test=%d",
         len(sequences.train),
-        _positions(sequences.train),
+        sequences.train.positions,
         len(sequences.validation),
         len(sequences.test),
     )
@@ -298,10 +297,6 @@ def train_sequential(
     )
 
 
-def _positions(train: Sequences | SequenceShards) -> int:
-    return train.positions if isinstance(train, SequenceShards) else int(train.lengths.sum())
-
-
 def _training_input(
     sequences: SequenceData, train_config: TrainConfig, strategy: tf.distribute.Strategy
 ) -> tuple[tf.data.Dataset | tf.distribute.DistributedDataset, int, int | None]:
@@ -313,9 +308,9 @@ def _training_input(
         )
         if train_config.steps_per_epoch > 0:  # an epoch of this many steps, as the two-tower's in-memory input
             windows = train_config.steps_per_epoch * train_config.batch_size
-            positions = round(_positions(train) * windows / max(len(train), 1))
+            positions = round(train.positions * windows / max(len(train), 1))
             return dataset.repeat(), positions, train_config.steps_per_epoch
-        return dataset, _positions(train), None
+        return dataset, train.positions, None
 
     def build(plan: ShardPlan, pipeline: int) -> tf.data.Dataset:  # each worker reads its own sequence shards
         return window_dataset(

@@ -14,19 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from model.bundle.reserved import USER_ID_FEATURE
-from model.catalog import ItemCatalog
 from model.data import DataError, FeatureTable
 from model.data.parquet_files import resolve_parquet_files
 from model.data.prepared_log import HeldOut, PreparedLog
-from model.features import CategoricalFeature
 from model.training.config import DataConfig
 from model.training.prepare import (
     Examples,
     PreparedData,
     TowerShape,
-    _spec,
-    _table_features,
     assemble,
     joined,
 )
@@ -120,21 +115,6 @@ def prepare_streaming(
                 f"data.item_features: {unknown.size} item ids (e.g. '{unknown[0]}') are not in the prepared log's "
                 "vocabulary; prepare it with the item table (retrieval-prepare --items)"
             )
-    user_side, user_values = _table_features(users, user_ids)
-    item_side, item_values = _table_features(items, item_ids)
-    if display_column is not None and display_column in item_values:
-        item_side = [f for f in item_side if f.name != display_column]
-    trained_users = tuple(user_ids[user_counts > 0].tolist())
-    trained_items = tuple(item_ids[item_counts > 0].tolist())
-    query_spec = _spec("query", [CategoricalFeature(USER_ID_FEATURE, trained_users), *user_side], shape)
-    item_spec = _spec("item", [CategoricalFeature("item_id", trained_items), *item_side], shape)
-    display = {display_column: item_values.pop(display_column)} if display_column in item_values else {}
-    catalog = ItemCatalog(
-        external_ids=item_ids,
-        features={"item_id": item_ids.astype(str), **item_values},
-        popularity=item_counts,
-        display=display,
-    )
     validation = _examples(prepared.held_out("validation", limit=eval_queries, seed=seed), use_weights)
     test = _examples(prepared.held_out("test", limit=eval_queries, seed=seed + 1), use_weights)
     # Histories of the sampled query users only: one scan of the train shards, one of validation.
@@ -154,11 +134,15 @@ def prepare_streaming(
         len(test),
     )
     return assemble(
-        query_spec=query_spec,
-        item_spec=item_spec,
-        catalog=catalog,
         user_ids=user_ids,
-        user_values=user_values,
+        item_ids=item_ids,
+        item_counts=item_counts,
+        trained_users=user_ids[user_counts > 0],
+        trained_items=item_ids[item_counts > 0],
+        users=users,
+        items=items,
+        shape=shape,
+        display_column=display_column,
         train=train,
         validation=validation,
         test=test,
