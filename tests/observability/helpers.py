@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import grpc
@@ -27,7 +28,10 @@ def call(stub: pb_grpc.RetrievalServiceStub, k: int) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
     """Samples of http://127.0.0.1:port/metrics by (name, labels)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -38,5 +42,24 @@ def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
+def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
+
+
+def settled_scrape(port: int, method: str = "RetrieveCandidates", timeout_s: float = 10.0) -> Samples:
+    """`scrape(port)` once every started call of `method` is counted as handled.
+
+    The server counts a call as handled after its status is on the wire, so a client can hold its
+    answer (or error) a moment before `grpc_server_handled_total` moves; scraping at once is a race.
+    """
+    started_name, handled_name = "grpc_server_started_total", "grpc_server_handled_total"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = scrape(port)
+        of_method = {name: 0.0 for name in (started_name, handled_name)}
+        for (name, labels), count in samples.items():
+            if name in of_method and dict(labels).get("grpc_method") == method:
+                of_method[name] += count
+        if of_method[started_name] == of_method[handled_name] or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.01)

@@ -14,7 +14,7 @@ from service import cli
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
 from service.metrics import LATENCY_BUCKETS, RetrievalMetrics
 from service.observer import STAGES, RecordingObserver
-from tests.observability.helpers import SERVICE, call, scrape, value
+from tests.observability.helpers import SERVICE, call, settled_scrape, value
 from tests.service.helpers import NUM_ITEMS, ServerThread, server_config
 
 OK_CALLS, INVALID_CALLS = 24, 3
@@ -73,7 +73,7 @@ def test_served_metrics_after_known_traffic(bundle_path: Path) -> None:
         with grpc.insecure_channel(server.target) as channel, ThreadPoolExecutor(8) as pool:
             stub = pb_grpc.RetrievalServiceStub(channel)
             codes = list(pool.map(lambda k: call(stub, k), [5] * OK_CALLS + [0] * INVALID_CALLS))
-        samples = scrape(port)
+        samples = settled_scrape(port)
     assert codes.count(grpc.StatusCode.OK) == OK_CALLS
     assert codes.count(grpc.StatusCode.INVALID_ARGUMENT) == INVALID_CALLS
     method = {"grpc_service": SERVICE, "grpc_method": "RetrieveCandidates", "grpc_type": "unary"}

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from service.generated.retrieval.v1 import retrieval_pb2 as pb
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
-from tests.observability.helpers import scrape
+from tests.observability.helpers import settled_scrape
 from tests.reliability.helpers import SOAK, Results, ServeProcess
 
 SCENARIO = "fuzzing"
@@ -229,7 +229,7 @@ def test_server_survived_and_never_reported_internal(
     assert server.proc is not None and server.proc.poll() is None
     assert server.health() == "SERVING"
     handled: Counter[str] = Counter()
-    for (name, labels), count in scrape(server.metrics_port).items():
+    for (name, labels), count in settled_scrape(server.metrics_port).items():
         if name == "grpc_server_handled_total":
             handled[dict(labels)["grpc_code"]] += int(count)
     results.record(

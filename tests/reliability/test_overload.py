@@ -19,7 +19,7 @@ from bench.load import HealthProber, LoadRunner, between
 from model.bundle.export import export_bundle
 from model.bundle.index import IndexSpec
 from model.towers import build_tower
-from tests.observability.helpers import scrape
+from tests.observability.helpers import settled_scrape
 from tests.reliability.helpers import SOAK, Results, ServeProcess, load_requests
 from tests.service.helpers import MODEL, SPEC
 
@@ -73,7 +73,7 @@ def test_overload_sheds_load_cleanly_and_recovers(large_bundle: Path, tmp_path: 
             overload_stats = overload.stop(cancel=True)
             dropped_at = time.monotonic()
             recovery = LoadRunner(server.target, requests, concurrency=4, timeout_s=2.0).run_for(RECOVERY_LIMIT_S + 3)
-        samples = scrape(server.metrics_port)
+        samples = settled_scrape(server.metrics_port)
         alive = server.proc is not None and server.proc.poll() is None
 
     failures = [c for c in recovery.calls if c.code != "OK"]

@@ -21,7 +21,7 @@ import pytest
 from bench.load import LoadRunner, between
 from service.client import build_request
 from service.generated.retrieval.v1 import retrieval_pb2_grpc as pb_grpc
-from tests.observability.helpers import scrape, value
+from tests.observability.helpers import scrape, settled_scrape, value
 from tests.reliability.helpers import Oracle, Results, ServeProcess, load_requests, wait_for
 from tests.reliability.test_broken_bundles import truncated_index
 from tests.service.helpers import MODEL, export_test_bundle
@@ -67,8 +67,9 @@ def test_each_worker_reloads_refuses_broken_bundles_and_metrics_add_up(
         stats = LoadRunner(server.target, requests, concurrency=16, channels=CHANNELS).run_for(3.0)
         assert set(stats.codes) == {"OK"}
         handled = value(
-            scrape(server.metrics_port), "grpc_server_handled_total", grpc_service="retrieval.v1.RetrievalService",
-            grpc_method="RetrieveCandidates", grpc_type="unary", grpc_code="OK",
+            settled_scrape(server.metrics_port), "grpc_server_handled_total",
+            grpc_service="retrieval.v1.RetrievalService", grpc_method="RetrieveCandidates", grpc_type="unary",
+            grpc_code="OK",
         )  # fmt: skip
         assert handled == len(stats.calls)  # one endpoint, the sum over the workers
 

@@ -10,7 +10,7 @@ import pytest
 
 from service.client import RetrievalClient, build_request, error_details
 from service.errors import InvalidRequest, Overloaded, ShuttingDown, rich_status
-from tests.observability.helpers import scrape, value
+from tests.observability.helpers import settled_scrape, value
 from tests.service.helpers import MODEL, ServerThread, server_config
 
 RETRIEVE = {"grpc_service": "retrieval.v1.RetrievalService", "grpc_method": "RetrieveCandidates", "grpc_type": "unary"}
@@ -18,7 +18,8 @@ RETRIEVE = {"grpc_service": "retrieval.v1.RetrievalService", "grpc_method": "Ret
 
 def _handled(server: ServerThread, code: str) -> float:
     assert server.handles is not None and server.handles.metrics_port
-    return value(scrape(server.handles.metrics_port), "grpc_server_handled_total", **RETRIEVE, grpc_code=code) or 0.0
+    samples = settled_scrape(server.handles.metrics_port)
+    return value(samples, "grpc_server_handled_total", **RETRIEVE, grpc_code=code) or 0.0
 
 
 def test_an_invalid_field_comes_with_its_reason_and_field_violation_and_is_not_retried(bundle_path: Path) -> None:
