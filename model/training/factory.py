@@ -56,7 +56,10 @@ def learning_rate(train: TrainConfig, steps_per_epoch: int) -> float | keras.opt
 
 
 def compile_model(model: keras.Model, train: TrainConfig, num_examples: int) -> None:
-    """Compiles `model` with Adam (`learning_rate`'s schedule for `num_examples` per epoch), builds its variables."""
+    """Compiles `model` with Adam (`learning_rate`'s schedule for `num_examples` per epoch, or the epoch of
+    `train.steps_per_epoch` steps when that is fewer), builds its variables."""
+    if train.steps_per_epoch > 0:  # an epoch of fewer steps: the learning-rate schedule counts those
+        num_examples = min(num_examples, train.steps_per_epoch * train.batch_size)
     steps = max(1, -(-num_examples // train.batch_size))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate(train, steps)), jit_compile=train.jit_compile)
     model.optimizer.build(model.trainable_variables)

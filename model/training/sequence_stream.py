@@ -31,7 +31,7 @@ import tensorflow as tf
 from model.data.prepared_log import PreparedLog, ShardedExamples
 from model.sequence.pipeline import with_user_features
 from model.sequence.sequences import Padding, Sequences, build_sequences, window_counts
-from model.training.shard_pipeline import READ_BATCH_ROWS, ShardPlan, shuffled_batches
+from model.training.shard_pipeline import READ_BATCH_ROWS, ShardPlan, epoch_batches
 
 logger = logging.getLogger(__name__)
 
@@ -190,20 +190,19 @@ def window_dataset(
 ) -> tf.data.Dataset:
     """Pipeline `pipeline`'s batches of the model's feature dicts, repeated forever; pass
     `steps_per_epoch=plan.steps` to `fit`. Each epoch visits the pipeline's shards in a new order."""
-    files = plan.files(shards.shards, pipeline)
-    rng = np.random.default_rng([seed, pipeline])
     batch, length = plan.batch_size, shards.window_length
-
-    def epoch() -> Iterator[tuple[np.ndarray, ...]]:
-        order: list[int] = [int(i) for i in rng.permutation(files)] if files else []
-        yield from shuffled_batches(training_windows(shards, order), batch, max(shuffle_buffer, batch), rng)
-
     spec = (
         tf.TensorSpec([batch, length], tf.int64),
         tf.TensorSpec([batch, length], tf.bool),
         tf.TensorSpec([batch], tf.int64),
     )
-    windows = tf.data.Dataset.from_generator(epoch, output_signature=spec).take(plan.steps * plan.batches_per_step)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # by file above
-    return with_user_features(windows, user_features).repeat().prefetch(tf.data.AUTOTUNE).with_options(options)
+    windows = epoch_batches(
+        shards.shards,
+        plan,
+        lambda order: training_windows(shards, order),
+        spec,
+        pipeline=pipeline,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+    )
+    return with_user_features(windows, user_features).repeat().prefetch(tf.data.AUTOTUNE)

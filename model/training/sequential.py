@@ -209,10 +209,7 @@ def build_sequential_model(
         mask_seen_negatives=config.mask_seen_negatives,
         seed=train_config.seed,
     )
-    per_epoch = len(sequences.train)
-    if train_config.steps_per_epoch > 0:  # an epoch of fewer steps: the learning-rate schedule counts those
-        per_epoch = min(per_epoch, train_config.steps_per_epoch * train_config.batch_size)
-    compile_model(model, train_config, per_epoch)
+    compile_model(model, train_config, len(sequences.train))
     return model
 
 

@@ -138,22 +138,17 @@ def shard_dataset(
     Each epoch (`plan.steps * plan.batches_per_step` batches) visits this pipeline's shards in a new order;
     pass `steps_per_epoch=plan.steps` to `fit`.
     """
-    files = plan.files(examples, pipeline)
-    rng = np.random.default_rng([seed, pipeline])
     batch = plan.batch_size
-
-    def epoch() -> Iterator[tuple[np.ndarray, ...]]:
-        order: list[int] = [int(i) for i in rng.permutation(files)] if files else []
-        yield from shuffled_batches(_example_chunks(examples, order), batch, max(shuffle_buffer, batch), rng)
-
-    spec = (
-        tf.TensorSpec([batch], tf.int64),
-        tf.TensorSpec([batch], tf.int64),
-        tf.TensorSpec([batch], tf.float32),
+    spec = (tf.TensorSpec([batch], tf.int64), tf.TensorSpec([batch], tf.int64), tf.TensorSpec([batch], tf.float32))
+    rows = epoch_batches(
+        examples,
+        plan,
+        lambda order: _example_chunks(examples, order),
+        spec,
+        pipeline=pipeline,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
     )
-    rows = tf.data.Dataset.from_generator(epoch, output_signature=spec).take(plan.steps * plan.batches_per_step)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
     tables = {name: tf.constant(values) for name, values in user_features.items()}
 
     def gather(
@@ -161,8 +156,34 @@ def shard_dataset(
     ) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
         return {name: tf.gather(table, users) for name, table in tables.items()}, items, weights
 
-    mapped = rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return mapped.repeat().prefetch(tf.data.AUTOTUNE).with_options(options)
+    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_batches(
+    shards: ShardedExamples,
+    plan: ShardPlan,
+    chunks: Callable[[list[int]], Iterable[tuple[np.ndarray, ...]]],
+    spec: tuple[tf.TensorSpec, ...],
+    *,
+    pipeline: int,
+    seed: int,
+    shuffle_buffer: int,
+) -> tf.data.Dataset:
+    """One epoch of pipeline `pipeline`'s full batches (`plan.steps * plan.batches_per_step` of them, `spec`):
+    `chunks(files)` reads the pipeline's shards, visited in a new order each epoch, and the rows are mixed in a
+    buffer of `shuffle_buffer` rows. tf.data's auto-sharding is off: the plan shards by file."""
+    files = plan.files(shards, pipeline)
+    rng = np.random.default_rng([seed, pipeline])
+    batch = plan.batch_size
+
+    def epoch() -> Iterator[tuple[np.ndarray, ...]]:
+        order: list[int] = [int(i) for i in rng.permutation(files)] if files else []
+        yield from shuffled_batches(chunks(order), batch, max(shuffle_buffer, batch), rng)
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    batches = tf.data.Dataset.from_generator(epoch, output_signature=spec).take(plan.steps * plan.batches_per_step)
+    return batches.with_options(options)
 
 
 def distributed_shard_dataset(

@@ -100,10 +100,7 @@ def build_model(data: PreparedData, model_config: ModelConfig, train_config: Tra
         make_sampler(model_config, train_config, data.catalog.popularity),
         make_scorer(model_config),
     )
-    per_epoch = len(data.train)
-    if train_config.steps_per_epoch > 0:  # an epoch of fewer steps: the learning-rate schedule counts those
-        per_epoch = min(per_epoch, train_config.steps_per_epoch * train_config.batch_size)
-    compile_model(model, train_config, per_epoch)
+    compile_model(model, train_config, len(data.train))
     return model
 
 

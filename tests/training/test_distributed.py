@@ -89,8 +89,19 @@ def test_two_worker_multi_worker_training_matches_single_worker(tmp_path, tower)
 
 
 SHARD_LINE = re.compile(
-    r"input pipeline (\d) of 2 reads shards ([\d,]+): (\d+) examples, (\d+) steps of (\d+) per epoch"
+    r"input pipeline (\d) of 2 reads shards ([\d,]+): (\d+) (?:examples|windows), (\d+) steps of (\d+) per epoch"
 )
+
+
+def _shard_reads(cmd, output_dir, env):
+    """Runs `cmd` on two workers; per input pipeline: (its shards, its rows, the rows an epoch reads), as each
+    worker logs them once."""
+    reads = {}
+    for stderr in _two_workers(cmd, output_dir, env):
+        (match,) = {m.groups() for m in SHARD_LINE.finditer(stderr)}  # logged once per worker
+        pipeline, shards, rows, steps, batch = match
+        reads[int(pipeline)] = ({int(s) for s in shards.split(",")}, int(rows), int(steps) * int(batch))
+    return reads
 
 
 @pytest.mark.slow
@@ -113,11 +124,7 @@ def test_two_workers_stream_disjoint_shards_and_match_single_worker(tmp_path):
     single = subprocess.run([*cmd, "--output_dir", str(tmp_path / "single")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    reads = {}
-    for stderr in _two_workers(cmd, tmp_path / "multi", env):
-        (match,) = {m.groups() for m in SHARD_LINE.finditer(stderr)}  # logged once per worker
-        pipeline, shards, examples, steps, batch = match
-        reads[int(pipeline)] = ({int(s) for s in shards.split(",")}, int(examples), int(steps) * int(batch))
+    reads = _shard_reads(cmd, tmp_path / "multi", env)
     assert reads[0][0] == {0, 2} and reads[1][0] == {1, 3}  # disjoint files, together all of them
     assert reads[0][1] + reads[1][1] == 36000  # every training example belongs to exactly one worker
     assert reads[0][2] == reads[0][1] and reads[1][2] == reads[1][1]  # and each epoch reads all of its share
@@ -127,11 +134,6 @@ def test_two_workers_stream_disjoint_shards_and_match_single_worker(tmp_path):
     assert len(history) == 3 and all(round(row["examples_per_second"] * row["seconds"]) == 36000 for row in history)
     assert _recall(chief) == pytest.approx(_recall(tmp_path / "single"), abs=0.04)
     assert _recall(chief) == pytest.approx(_recall(other), abs=1e-6)  # replicas hold the same weights
-
-
-WINDOW_LINE = re.compile(
-    r"input pipeline (\d) of 2 reads shards ([\d,]+): (\d+) windows, (\d+) steps of (\d+) per epoch"
-)
 
 
 @pytest.mark.slow
@@ -149,11 +151,7 @@ def test_two_workers_stream_their_own_sequence_shards_and_match_single_worker(tm
     single = subprocess.run([*cmd, "--output_dir", str(tmp_path / "single")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    reads = {}
-    for stderr in _two_workers(cmd, tmp_path / "multi", env):
-        (match,) = {m.groups() for m in WINDOW_LINE.finditer(stderr)}  # logged once per worker
-        pipeline, shards, count, steps, batch = match
-        reads[int(pipeline)] = ({int(s) for s in shards.split(",")}, int(count), int(steps) * int(batch))
+    reads = _shard_reads(cmd, tmp_path / "multi", env)
     assert reads[0][0] == {0, 2} and reads[1][0] == {1, 3}  # disjoint files, together all of them
     assert reads[0][1] == windows[0] + windows[2] and reads[1][1] == windows[1] + windows[3]
     per_epoch = min(reads[0][1], reads[1][1]) // 32 * 32  # both run the smaller share's full batches of 32
